@@ -1,0 +1,44 @@
+# The two set-up commands: `make run` and `make test` (see README.md). Each installs what is
+# missing, configures, builds, then runs or tests.
+BUILD    ?= build
+ASAN     ?= build-asan
+JOBS     ?= $(shell nproc)
+TESTDATA ?= $(abspath ../shared/testdata)
+MODEL    ?= $(TESTDATA)/models/stories260K.gguf
+PROMPT   ?= Once upon a time
+MOE      := $(BUILD)/bin/moe
+
+# Tests that parse untrusted bytes (model files, tokenizer input) also run under ASan + UBSan.
+SANITIZED_TESTS ?= Gguf*:*Spm*:*Tokenizer*:Npy*:Cli*
+
+.PHONY: all deps build run test test-asan bench clean format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	$(MOE) run -m $(MODEL) -p "$(PROMPT)" -n 200 --temp 0.8 --seed 42
+
+test-asan: deps
+	@cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN) -j$(JOBS) --target moe_tests moe
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  MOE_TESTDATA=$(TESTDATA) $(ASAN)/moe_tests --gtest_filter='$(SANITIZED_TESTS)' --gtest_brief=1
+
+test: build test-asan
+	MOE_TESTDATA=$(TESTDATA) ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+bench: build
+	@bench/run.sh $(MOE) $(TESTDATA)
+
+format:
+	@clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN)

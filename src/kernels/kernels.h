@@ -1,0 +1,62 @@
+// Compute kernels used by the model code. Each has a plain scalar reference in kernels/ref (the
+// oracle the tests compare against) and SIMD versions in kernels/cpu chosen at run time from what
+// the CPU reports (AVX-512, AVX2+FMA, scalar). MOE_ISA=scalar|avx2|avx512 in the environment, or
+// force_isa(), restricts the choice (never above what the CPU supports).
+//
+// Determinism contract: every output element is computed by the same sequence of operations
+// whatever the thread count, so results do not depend on the number of threads.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace moe::kernels {
+
+enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+const char* isa_name(Isa isa);
+Isa detected_isa();                 // the best the CPU supports
+Isa active_isa();                   // what the kernels use now
+void force_isa(Isa isa);            // clamps to detected_isa(); for tests and benchmarks
+
+// Types matmul accepts as weights.
+bool matmul_supports(DType t);
+
+// y[t][r] = sum_k W[r][k] * x[t][k]
+//   w: ne = {n_in, n_out} (rows of type w.type, contiguous within a row)
+//   x: [n_tokens, n_in] f32, row-major;  y: [n_tokens, n_out] f32
+// pool may be null (single thread).
+void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool);
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]; weight may be null (no scale). out may be x.
+void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out);
+
+// In-place softmax over n values (max-subtracted, exact expf).
+void softmax(float* x, int64_t n);
+
+// out[i] = silu(gate[i]) * up[i]; out may alias gate or up.
+void swiglu(const float* gate, const float* up, float* out, int64_t n);
+
+// Rotary position embedding as ggml_rope_ext computes it (with YaRN extrapolation when
+// ext_factor != 0). Applies to the first n_rot dims of each head; the rest are untouched.
+struct RopeParams {
+  int64_t n_rot = 0;           // rotated dims per head (even)
+  float freq_base = 10000.0f;  // theta
+  float freq_scale = 1.0f;     // 1 / linear scaling factor
+  bool neox = false;           // false: pairs (2i, 2i+1); true: pairs (i, i + n_rot/2)
+  float ext_factor = 0.0f;     // YaRN: 0 disables
+  float attn_factor = 1.0f;    // YaRN magnitude scale
+  float beta_fast = 32.0f;
+  float beta_slow = 1.0f;
+  int64_t n_ctx_orig = 0;      // YaRN original context
+};
+// x: [n_heads, head_dim] for one token at position pos, rotated in place.
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeParams& p);
+
+// Row conversion between f32 and the block formats (ggml's reference quantizers).
+void dequantize_row(DType t, const void* src, float* dst, int64_t n);
+void quantize_row(DType t, const float* src, void* dst, int64_t n);
+
+}  // namespace moe::kernels

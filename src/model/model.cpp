@@ -1,0 +1,41 @@
+#include "model/model.h"
+
+#include "core/error.h"
+#include "model/llama.h"
+
+namespace moe {
+
+namespace {
+
+// The one table of architectures: adding one means a file under src/model/ and a line here.
+constexpr ArchEntry kArchs[] = {
+    {"llama", &make_llama},
+};
+
+}  // namespace
+
+std::span<const ArchEntry> known_archs() { return kArchs; }
+
+LoadedModel load_model(const std::string& path) {
+  LoadedModel m;
+  m.file = GgufFile::open(path);
+  const std::string arch = m.file->get_string("general.architecture", "");
+  MOE_CHECK(!arch.empty(), path, ": metadata key 'general.architecture' is missing");
+  for (const ArchEntry& e : known_archs()) {
+    if (arch == e.name) {
+      m.model = e.factory(*m.file);
+      break;
+    }
+  }
+  if (!m.model) {
+    std::string names;
+    for (const ArchEntry& e : known_archs()) names += std::string(names.empty() ? "" : ", ") + e.name;
+    fail(path, ": architecture '", arch, "' is not supported (known: ", names, ")");
+  }
+  m.tokenizer = tokenizer_from_gguf(*m.file);
+  MOE_CHECK(m.tokenizer->n_vocab() == m.model->config().n_vocab, path, ": the tokenizer has ",
+            m.tokenizer->n_vocab(), " tokens but the model's vocabulary is ", m.model->config().n_vocab);
+  return m;
+}
+
+}  // namespace moe
