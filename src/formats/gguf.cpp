@@ -3,9 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <charconv>
-#include <climits>
 #include <cstring>
-#include <limits>
 #include <numeric>
 #include <type_traits>
 #include <utility>
@@ -37,34 +35,20 @@ constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;
 constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;
 
 bool is_signed_int(GgufType t) {
-  return t == GgufType::INT8 || t == GgufType::INT16 || t == GgufType::INT32 ||
-         t == GgufType::INT64;
+  return t == GgufType::INT8 || t == GgufType::INT16 || t == GgufType::INT32 || t == GgufType::INT64;
 }
 
-// Bytes of one encoded value of type t (the minimum for strings and arrays).
-uint64_t min_value_bytes(GgufType t) {
-  switch (t) {
-    case GgufType::UINT8:
-    case GgufType::INT8:
-    case GgufType::BOOL:
-      return 1;
-    case GgufType::UINT16:
-    case GgufType::INT16:
-      return 2;
-    case GgufType::UINT32:
-    case GgufType::INT32:
-    case GgufType::FLOAT32:
-      return 4;
-    case GgufType::UINT64:
-    case GgufType::INT64:
-    case GgufType::FLOAT64:
-    case GgufType::STRING:  // the length
-      return 8;
-    case GgufType::ARRAY:  // element type + count
-      return 12;
-  }
-  return 1;
-}
+struct TypeInfo {
+  const char* name;
+  uint64_t min_bytes;  // of one encoded value: exact for scalars, the minimum for strings and arrays
+};
+// Indexed by GgufType. A string is at least its u64 length, an array its elem type and count.
+constexpr TypeInfo kTypeInfo[] = {{"u8", 1},  {"i8", 1},  {"u16", 2},  {"i16", 2},    {"u32", 4},
+                                  {"i32", 4}, {"f32", 4}, {"bool", 1}, {"string", 8}, {"array", 12},
+                                  {"u64", 8}, {"i64", 8}, {"f64", 8}};
+static_assert(std::size(kTypeInfo) == kMaxTypeId + 1);
+
+uint64_t min_value_bytes(GgufType t) { return kTypeInfo[static_cast<uint32_t>(t)].min_bytes; }
 
 std::string hex(uint64_t v) {
   char buf[20];
@@ -82,21 +66,19 @@ std::string quote(const std::string& s, size_t max_bytes = SIZE_MAX) {
   std::string out = "\"";
   for (size_t i = 0; i < n; ++i) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          static const char kDigits[] = "0123456789abcdef";
-          out += "\\x";
-          out += kDigits[c >> 4];
-          out += kDigits[c & 15];
-        } else {
-          out += static_cast<char>(c);
-        }
+    const char* esc = c == '"'    ? "\\\""
+                      : c == '\\' ? "\\\\"
+                      : c == '\n' ? "\\n"
+                      : c == '\t' ? "\\t"
+                      : c == '\r' ? "\\r"
+                                  : nullptr;
+    if (esc != nullptr) {
+      out += esc;
+    } else if (c < 0x20 || c == 0x7f) {
+      static const char kDigits[] = "0123456789abcdef";
+      out += {'\\', 'x', kDigits[c >> 4], kDigits[c & 15]};
+    } else {
+      out += static_cast<char>(c);
     }
   }
   out += '"';
@@ -119,12 +101,10 @@ std::string type_desc(const GgufValue& v) {
 // Keys and tensor names: non-empty, bounded, printable (so that error messages can show them).
 void check_name(const std::string& s, const char* what) {
   MOE_CHECK(!s.empty(), "empty ", what);
-  MOE_CHECK(s.size() <= kMaxNameBytes, what, " of ", s.size(), " bytes (limit ", kMaxNameBytes,
-            ")");
+  MOE_CHECK(s.size() <= kMaxNameBytes, what, " of ", s.size(), " bytes (limit ", kMaxNameBytes, ")");
   for (const char ch : s) {
     const unsigned char c = static_cast<unsigned char>(ch);
-    MOE_CHECK(c >= 0x20 && c != 0x7f, what, " ", quote(s, 64), " contains control character ",
-              hex(c));
+    MOE_CHECK(c >= 0x20 && c != 0x7f, what, " ", quote(s, 64), " contains control character ", hex(c));
   }
 }
 
@@ -147,19 +127,27 @@ size_t tensor_bytes(uint32_t type_id, const int64_t* ne, int n_dims) {
   int64_t n = 1;
   for (int i = 0; i < n_dims; ++i) {
     MOE_CHECK(ne[i] > 0, "dimension ", i, " is ", ne[i], " in shape ", shape_str(ne, n_dims));
-    MOE_CHECK(!__builtin_mul_overflow(n, ne[i], &n), "element count of shape ",
-              shape_str(ne, n_dims), " overflows");
+    MOE_CHECK(!__builtin_mul_overflow(n, ne[i], &n), "element count of shape ", shape_str(ne, n_dims),
+              " overflows");
   }
   MOE_CHECK(ne[0] % tr->block_size == 0, "ne[0] = ", ne[0], " is not a multiple of ", tr->name,
             "'s block size ", tr->block_size);
   size_t bytes = 0;
-  MOE_CHECK(!__builtin_mul_overflow(static_cast<uint64_t>(n / tr->block_size), tr->block_bytes,
-                                    &bytes),
+  MOE_CHECK(!__builtin_mul_overflow(static_cast<uint64_t>(n / tr->block_size), tr->block_bytes, &bytes),
             "byte size of ", tr->name, " shape ", shape_str(ne, n_dims), " overflows");
   return bytes;
 }
 
 uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+// Adds v's array elements (at any depth) to *elems; throws when v nests arrays deeper than the
+// reader accepts, so the writer never produces a file the reader rejects.
+void count_array_elems(const GgufValue& v, int depth, uint64_t* elems) {
+  if (v.type() != GgufType::ARRAY) return;
+  MOE_CHECK(depth < kMaxArrayDepth, "arrays nested more than ", kMaxArrayDepth, " levels deep");
+  *elems += v.elems().size();
+  for (const GgufValue& e : v.elems()) count_array_elems(e, depth + 1, elems);
+}
 
 // Bounds-checked little-endian reader. Its errors carry the offset but not the file name, which
 // GgufFile::parse prefixes.
@@ -172,8 +160,7 @@ class Cursor {
   template <class T>
   T read(const char* what) {
     if (sizeof(T) > remaining())
-      fail("truncated ", what, " at offset ", pos_, " (needs ", sizeof(T), " bytes, ",
-           remaining(), " left)");
+      fail("truncated ", what, " at offset ", pos_, " (needs ", sizeof(T), " bytes, ", remaining(), " left)");
     T v;
     std::memcpy(&v, data_ + pos_, sizeof(T));
     pos_ += sizeof(T);
@@ -184,8 +171,7 @@ class Cursor {
     const size_t at = pos_;
     const uint64_t n = read<uint64_t>(what);
     if (n > remaining())
-      fail(what, " at offset ", at, " has length ", n, " but only ", remaining(),
-           " bytes are left");
+      fail(what, " at offset ", at, " has length ", n, " but only ", remaining(), " bytes are left");
     std::string s(reinterpret_cast<const char*>(data_ + pos_), n);
     pos_ += n;
     return s;
@@ -207,6 +193,7 @@ class Cursor {
 GgufValue read_value(Cursor& c, GgufType t, int depth, uint64_t& elems_left);
 
 GgufValue read_scalar(Cursor& c, GgufType t) {
+  // clang-format off
   switch (t) {
     case GgufType::UINT8: return GgufValue::u8(c.read<uint8_t>("u8"));
     case GgufType::INT8: return GgufValue::i8(c.read<int8_t>("i8"));
@@ -228,6 +215,7 @@ GgufValue read_scalar(Cursor& c, GgufType t) {
     case GgufType::ARRAY:
       break;
   }
+  // clang-format on
   fail("internal: ", gguf_type_name(t), " is not a scalar type");
 }
 
@@ -239,11 +227,11 @@ GgufValue read_array(Cursor& c, int depth, uint64_t& elems_left) {
   const uint64_t n = c.read<uint64_t>("array length");
   const uint64_t min_bytes = min_value_bytes(et);
   if (n > c.remaining() / min_bytes)
-    fail("array at offset ", start, " claims ", n, " elements of type ", gguf_type_name(et),
-         " (at least ", min_bytes, " bytes each) but only ", c.remaining(), " bytes are left");
+    fail("array at offset ", start, " claims ", n, " elements of type ", gguf_type_name(et), " (at least ",
+         min_bytes, " bytes each) but only ", c.remaining(), " bytes are left");
   if (n > elems_left)
-    fail("array at offset ", start, " of ", n, " elements exceeds the limit of ",
-         kMaxMetadataElems, " metadata array elements in a file");
+    fail("array at offset ", start, " of ", n, " elements exceeds the limit of ", kMaxMetadataElems,
+         " metadata array elements in a file");
   elems_left -= n;
   std::vector<GgufValue> elems;
   elems.reserve(n);
@@ -314,8 +302,7 @@ void parse_tensor_infos(Cursor& c, uint64_t n_tensors, Parsed& p) {
     } catch (const Error& e) {
       fail("tensor info ", i, " of ", n_tensors, " at offset ", at, ": ", e.what());
     }
-    if (p.tensor_index.count(info.name))
-      fail("duplicate tensor '", info.name, "' at offset ", at);
+    if (p.tensor_index.count(info.name)) fail("duplicate tensor '", info.name, "' at offset ", at);
     try {
       const size_t dims_at = c.pos();
       const uint32_t n_dims = c.read<uint32_t>("n_dims");
@@ -348,8 +335,8 @@ void check_tensor_data(size_t header_end, size_t size, Parsed& p) {
   p.data_offset = align_up(header_end, p.alignment);
   if (p.tensors.empty()) return;  // nothing is read from the data section, which may be absent
   if (p.data_offset > size)
-    fail("data section at offset ", p.data_offset, " (header ends at ", header_end,
-         ", alignment ", p.alignment, ") is past end of file (", size, " bytes)");
+    fail("data section at offset ", p.data_offset, " (header ends at ", header_end, ", alignment ",
+         p.alignment, ") is past end of file (", size, " bytes)");
   const uint64_t data_size = size - p.data_offset;
   for (const GgufTensorInfo& t : p.tensors) {
     if (t.offset % p.alignment != 0)
@@ -360,20 +347,20 @@ void check_tensor_data(size_t header_end, size_t size, Parsed& p) {
         fail("tensor '", t.name, "': data of ", t.n_bytes, " bytes at data offset ", t.offset,
              " is past end of file (", size, " bytes)");
       const uint64_t begin = p.data_offset + t.offset;
-      fail("tensor '", t.name, "': data [", begin, ", ", begin + t.n_bytes,
-           ") past end of file (", size, " bytes)");
+      fail("tensor '", t.name, "': data [", begin, ", ", begin + t.n_bytes, ") past end of file (", size,
+           " bytes)");
     }
   }
   std::vector<size_t> order(p.tensors.size());
   std::iota(order.begin(), order.end(), size_t{0});
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return p.tensors[a].offset < p.tensors[b].offset; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return p.tensors[a].offset < p.tensors[b].offset; });
   for (size_t i = 1; i < order.size(); ++i) {
     const GgufTensorInfo& a = p.tensors[order[i - 1]];
     const GgufTensorInfo& b = p.tensors[order[i]];
     if (a.offset + a.n_bytes > b.offset)
-      fail("tensors '", a.name, "' and '", b.name, "' overlap: data [", p.data_offset + a.offset,
-           ", ", p.data_offset + a.offset + a.n_bytes, ") and [", p.data_offset + b.offset, ", ",
+      fail("tensors '", a.name, "' and '", b.name, "' overlap: data [", p.data_offset + a.offset, ", ",
+           p.data_offset + a.offset + a.n_bytes, ") and [", p.data_offset + b.offset, ", ",
            p.data_offset + b.offset + b.n_bytes, ")");
   }
 }
@@ -396,10 +383,9 @@ Parsed parse_gguf(const uint8_t* data, size_t size) {
   const uint64_t left = c.remaining();
   if (n_kv > left / kMinKvBytes)
     fail("metadata count ", n_kv, " at offset 16 is impossible: only ", left, " bytes follow");
-  if (n_tensors > left / kMinTensorInfoBytes ||
-      n_kv * kMinKvBytes + n_tensors * kMinTensorInfoBytes > left)
-    fail("tensor count ", n_tensors, " at offset 8 is impossible with ", n_kv,
-         " metadata entries: only ", left, " bytes follow");
+  if (n_tensors > left / kMinTensorInfoBytes || n_kv * kMinKvBytes + n_tensors * kMinTensorInfoBytes > left)
+    fail("tensor count ", n_tensors, " at offset 8 is impossible with ", n_kv, " metadata entries: only ",
+         left, " bytes follow");
   parse_metadata(c, n_kv, p);
   parse_tensor_infos(c, n_tensors, p);
   check_tensor_data(c.pos(), size, p);
@@ -423,6 +409,7 @@ void put_string(std::vector<uint8_t>& out, const std::string& s) {
 }
 
 void put_value(std::vector<uint8_t>& out, const GgufValue& v) {
+  // clang-format off
   switch (v.type()) {
     case GgufType::UINT8: return put(out, static_cast<uint8_t>(v.as_uint()));
     case GgufType::INT8: return put(out, static_cast<int8_t>(v.as_int()));
@@ -435,34 +422,22 @@ void put_value(std::vector<uint8_t>& out, const GgufValue& v) {
     case GgufType::FLOAT32: return put(out, static_cast<float>(v.as_float()));
     case GgufType::FLOAT64: return put(out, v.as_float());
     case GgufType::BOOL: return put<uint8_t>(out, v.as_bool() ? 1 : 0);
-    case GgufType::STRING: return put_string(out, v.as_string());
+    case GgufType::STRING:
+      return put_string(out, v.as_string());
     case GgufType::ARRAY:
       put(out, static_cast<uint32_t>(v.elem_type()));
       put<uint64_t>(out, v.elems().size());
       for (const GgufValue& e : v.elems()) put_value(out, e);
       return;
   }
+  // clang-format on
 }
 
 }  // namespace
 
 const char* gguf_type_name(GgufType t) {
-  switch (t) {
-    case GgufType::UINT8: return "u8";
-    case GgufType::INT8: return "i8";
-    case GgufType::UINT16: return "u16";
-    case GgufType::INT16: return "i16";
-    case GgufType::UINT32: return "u32";
-    case GgufType::INT32: return "i32";
-    case GgufType::FLOAT32: return "f32";
-    case GgufType::BOOL: return "bool";
-    case GgufType::STRING: return "string";
-    case GgufType::ARRAY: return "array";
-    case GgufType::UINT64: return "u64";
-    case GgufType::INT64: return "i64";
-    case GgufType::FLOAT64: return "f64";
-  }
-  return "unknown";
+  const auto id = static_cast<uint32_t>(t);
+  return id <= kMaxTypeId ? kTypeInfo[id].name : "unknown";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -505,8 +480,8 @@ GgufValue GgufValue::array(GgufType elem_type, std::vector<GgufValue> elems) {
   MOE_CHECK(static_cast<uint32_t>(elem_type) <= kMaxTypeId, "unknown array element type ",
             static_cast<uint32_t>(elem_type));
   for (size_t i = 0; i < elems.size(); ++i)
-    MOE_CHECK(elems[i].type() == elem_type, "array of ", gguf_type_name(elem_type), ": element ",
-              i, " has type ", gguf_type_name(elems[i].type()));
+    MOE_CHECK(elems[i].type() == elem_type, "array of ", gguf_type_name(elem_type), ": element ", i,
+              " has type ", gguf_type_name(elems[i].type()));
   GgufValue r;
   r.type_ = GgufType::ARRAY;
   r.elem_type_ = elem_type;
@@ -536,19 +511,7 @@ GgufValue GgufValue::i32_array(const std::vector<int32_t>& v) {
 }
 
 bool GgufValue::is_integer() const {
-  switch (type_) {
-    case GgufType::UINT8:
-    case GgufType::INT8:
-    case GgufType::UINT16:
-    case GgufType::INT16:
-    case GgufType::UINT32:
-    case GgufType::INT32:
-    case GgufType::UINT64:
-    case GgufType::INT64:
-      return true;
-    default:
-      return false;
-  }
+  return type_ <= GgufType::INT32 || type_ == GgufType::UINT64 || type_ == GgufType::INT64;
 }
 
 bool GgufValue::is_number() const {
@@ -557,8 +520,8 @@ bool GgufValue::is_number() const {
 
 int64_t GgufValue::as_int() const {
   MOE_CHECK(is_integer(), "expected an integer, got ", type_desc(*this));
-  MOE_CHECK(type_ != GgufType::UINT64 || bits_ <= static_cast<uint64_t>(INT64_MAX), "u64 value ",
-            bits_, " does not fit in int64");
+  MOE_CHECK(type_ != GgufType::UINT64 || bits_ <= static_cast<uint64_t>(INT64_MAX), "u64 value ", bits_,
+            " does not fit in int64");
   return static_cast<int64_t>(bits_);
 }
 
@@ -572,8 +535,7 @@ uint64_t GgufValue::as_uint() const {
 double GgufValue::as_float() const {
   if (type_ == GgufType::FLOAT32 || type_ == GgufType::FLOAT64) return std::bit_cast<double>(bits_);
   MOE_CHECK(is_integer(), "expected a number, got ", type_desc(*this));
-  return is_signed_int(type_) ? static_cast<double>(static_cast<int64_t>(bits_))
-                              : static_cast<double>(bits_);
+  return is_signed_int(type_) ? static_cast<double>(static_cast<int64_t>(bits_)) : static_cast<double>(bits_);
 }
 
 bool GgufValue::as_bool() const {
@@ -592,8 +554,8 @@ const std::vector<GgufValue>& GgufValue::elems() const {
 }
 
 std::vector<std::string> GgufValue::as_string_array() const {
-  MOE_CHECK(type_ == GgufType::ARRAY && elem_type_ == GgufType::STRING,
-            "expected an array of strings, got ", type_desc(*this));
+  MOE_CHECK(type_ == GgufType::ARRAY && elem_type_ == GgufType::STRING, "expected an array of strings, got ",
+            type_desc(*this));
   std::vector<std::string> out;
   out.reserve(elems_.size());
   for (const GgufValue& e : elems_) out.push_back(e.str_);
@@ -625,10 +587,14 @@ std::vector<int64_t> GgufValue::as_int_array() const {
 // Strings are cut after max(64, max_elems) bytes, so max_elems = SIZE_MAX shows everything.
 std::string GgufValue::to_display(size_t max_elems) const {
   switch (type_) {
-    case GgufType::STRING: return quote(str_, std::max(kMinDisplayChars, max_elems));
-    case GgufType::BOOL: return bits_ ? "true" : "false";
-    case GgufType::FLOAT32: return shortest(static_cast<float>(std::bit_cast<double>(bits_)));
-    case GgufType::FLOAT64: return shortest(std::bit_cast<double>(bits_));
+    case GgufType::STRING:
+      return quote(str_, std::max(kMinDisplayChars, max_elems));
+    case GgufType::BOOL:
+      return bits_ ? "true" : "false";
+    case GgufType::FLOAT32:
+      return shortest(static_cast<float>(std::bit_cast<double>(bits_)));
+    case GgufType::FLOAT64:
+      return shortest(std::bit_cast<double>(bits_));
     case GgufType::ARRAY: {
       std::string s = "[";
       const size_t shown = std::min(max_elems, elems_.size());
@@ -637,8 +603,7 @@ std::string GgufValue::to_display(size_t max_elems) const {
       return s + "]";
     }
     default:
-      return is_signed_int(type_) ? std::to_string(static_cast<int64_t>(bits_))
-                                  : std::to_string(bits_);
+      return is_signed_int(type_) ? std::to_string(static_cast<int64_t>(bits_)) : std::to_string(bits_);
   }
 }
 
@@ -745,9 +710,14 @@ Tensor GgufFile::tensor(const GgufTensorInfo& info) const {
 
 void GgufWriter::set(const std::string& key, GgufValue value) {
   check_name(key, "key");
+  uint64_t elems = 0;
+  try {
+    count_array_elems(value, 0, &elems);
+  } catch (const Error& e) {
+    fail("key '", key, "': ", e.what());
+  }
   if (key == kAlignmentKey) {
-    MOE_CHECK(value.type() == GgufType::UINT32, "key '", key, "' must be u32, got ",
-              type_desc(value));
+    MOE_CHECK(value.type() == GgufType::UINT32, "key '", key, "' must be u32, got ", type_desc(value));
     check_alignment(value.as_uint());
     alignment_ = static_cast<uint32_t>(value.as_uint());
   }
@@ -767,8 +737,7 @@ void GgufWriter::add_tensor(const std::string& name, DType type, const std::vect
   check_name(name, "tensor name");
   MOE_CHECK(name.size() <= kMaxWriterTensorName, "tensor name '", name, "' is longer than ",
             kMaxWriterTensorName, " bytes (llama.cpp's limit)");
-  for (const PendingTensor& t : tensors_)
-    MOE_CHECK(t.info.name != name, "duplicate tensor '", name, "'");
+  for (const PendingTensor& t : tensors_) MOE_CHECK(t.info.name != name, "duplicate tensor '", name, "'");
   MOE_CHECK(!ne.empty() && ne.size() <= kMaxDims, "tensor '", name, "': ", ne.size(),
             " dimensions (must be 1..", kMaxDims, ")");
   GgufTensorInfo info;
@@ -781,8 +750,8 @@ void GgufWriter::add_tensor(const std::string& name, DType type, const std::vect
   } catch (const Error& e) {
     fail("tensor '", name, "': ", e.what());
   }
-  MOE_CHECK(n_bytes == info.n_bytes, "tensor '", name, "': ", n_bytes, " bytes given, but ",
-            dtype_name(type), " ", shape_str(info.ne, info.n_dims), " takes ", info.n_bytes);
+  MOE_CHECK(n_bytes == info.n_bytes, "tensor '", name, "': ", n_bytes, " bytes given, but ", dtype_name(type),
+            " ", shape_str(info.ne, info.n_dims), " takes ", info.n_bytes);
   MOE_CHECK(data != nullptr, "tensor '", name, "': no data");
   const auto* p = static_cast<const uint8_t*>(data);
   tensors_.push_back({std::move(info), std::vector<uint8_t>(p, p + n_bytes)});
@@ -793,6 +762,10 @@ namespace {
 // Header (through the padding before the data section) for tensors laid out at infos' offsets.
 std::vector<uint8_t> header_bytes(const std::vector<std::pair<std::string, GgufValue>>& kv,
                                   const std::vector<GgufTensorInfo>& infos, uint32_t alignment) {
+  uint64_t elems = 0;
+  for (const auto& [key, value] : kv) count_array_elems(value, 0, &elems);
+  MOE_CHECK(elems <= kMaxMetadataElems, "metadata holds ", elems, " array elements, more than the limit of ",
+            kMaxMetadataElems);
   std::vector<uint8_t> out;
   put(out, kMagic);
   put<uint32_t>(out, 3);

@@ -13,11 +13,11 @@ namespace moe {
 void write_npy_f32(const std::string& path, const std::vector<int64_t>& shape, const float* data) {
   std::string dims;
   int64_t count = 1;
-  for (int64_t d : shape) {
-    dims += std::to_string(d) + ",";
-    count *= d;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    dims += (i ? ", " : "") + std::to_string(shape[i]);
+    count *= shape[i];
   }
-  if (shape.size() > 1) dims.pop_back();  // "(n,)" for 1-D, "(n, m)" otherwise
+  if (shape.size() == 1) dims += ",";  // numpy writes "(n,)" for 1-D and "(n, m)" otherwise
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   const size_t unpadded = 10 + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');
