@@ -8,6 +8,8 @@ packages=(
   libgtest-dev libgmock-dev        # tests
   nlohmann-json3-dev               # JSON
   libcli11-dev                     # command line
+  libpcre2-dev                     # tokenizer pre-split regexes (Unicode classes)
+  libicu-dev                       # Unicode normalization (NFC/NFKC) for tokenizers
 )
 
 missing=()

@@ -13,6 +13,16 @@ int main(int argc, char** argv) {
   moe::cli::add_run_command(app);
   moe::cli::add_tokenize_command(app);
   moe::cli::add_logits_command(app);
+  // CLI11 reports an unknown first word as "a subcommand is required"; name the word instead.
+  const auto is_subcommand = [&](const std::string& word) {
+    for (const CLI::App* sub : app.get_subcommands({}))
+      if (sub->check_name(word)) return true;
+    return false;
+  };
+  if (argc > 1 && argv[1][0] != '-' && !is_subcommand(argv[1])) {
+    std::fprintf(stderr, "moe: error: unknown subcommand '%s' (see moe --help)\n", argv[1]);
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,7 +1,7 @@
 #include "tokenizer/spm.h"
 
+#include <algorithm>
 #include <cstdlib>
-#include <queue>
 
 #include "core/error.h"
 #include "formats/gguf.h"
@@ -58,6 +58,11 @@ struct BigramLess {
 
 }  // namespace
 
+struct SpmTokenizer::Scratch {
+  std::vector<Symbol> symbols;
+  std::vector<Bigram> heap;  // a max-heap under BigramLess
+};
+
 SpmTokenizer::SpmTokenizer(const GgufFile& file) {
   VocabDefaults d;
   d.bos_id = 1;
@@ -83,6 +88,13 @@ SpmTokenizer::SpmTokenizer(const GgufFile& file) {
       const std::string hex = text.substr(3, 2);
       pieces_[i] = std::string(1, static_cast<char>(std::strtol(hex.c_str(), nullptr, 16)));
     }  // unused and undefined tokens decode to nothing
+  }
+
+  isolated_.fill(true);
+  for (const std::string& t : tokens_) {
+    if (t.size() < 2) continue;
+    for (char c : t)
+      if (static_cast<uint8_t>(c) < 128) isolated_[static_cast<uint8_t>(c)] = false;
   }
 
   // Byte fallback (llama.cpp's byte_to_token): the <0xNN> token, else the one-byte token.
@@ -114,8 +126,10 @@ std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool parse_spec
     escaped.clear();
     if (add_space_prefix_ && prev_special) escaped += kSpaceMark;
     for (char c : text.substr(f.offset, f.length)) {
-      if (c == ' ') escaped += kSpaceMark;
-      else escaped += c;
+      if (c == ' ')
+        escaped += kSpaceMark;
+      else
+        escaped += c;
     }
     encode_fragment(escaped, out);
     prev_special = false;
@@ -124,9 +138,28 @@ std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool parse_spec
 }
 
 void SpmTokenizer::encode_fragment(std::string_view text, std::vector<int32_t>& out) const {
+  // A character that is an isolated byte never merges, and its neighbours never merge across
+  // it; merging the runs between such characters separately changes nothing but the cost
+  // (merges in different runs never interact, and within a run their order is the same). Runs
+  // are cut only at character starts, so the character split is that of the whole fragment.
+  Scratch scratch;
+  size_t start = 0;
+  for (size_t offs = 0; offs < text.size();) {
+    const auto c = static_cast<uint8_t>(text[offs]);
+    if (c < 128 && isolated_[c]) {
+      merge_run(text.substr(start, offs - start), scratch, out);
+      emit(text.substr(offs, 1), out);
+      start = offs + 1;
+    }
+    offs += utf8_len(text[offs]);
+  }
+  merge_run(text.substr(start), scratch, out);
+}
+
+void SpmTokenizer::merge_run(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const {
   if (text.empty()) return;
-  std::vector<Symbol> symbols;
-  symbols.reserve(text.size());
+  std::vector<Symbol>& symbols = scratch.symbols;
+  symbols.clear();
   for (size_t offs = 0; offs < text.size();) {
     const size_t n = std::min(utf8_len(text[offs]), text.size() - offs);
     const int index = static_cast<int>(symbols.size());
@@ -134,22 +167,24 @@ void SpmTokenizer::encode_fragment(std::string_view text, std::vector<int32_t>& 
     offs += n;
   }
 
-  std::priority_queue<Bigram, std::vector<Bigram>, BigramLess> queue;
+  std::vector<Bigram>& heap = scratch.heap;
+  heap.clear();
   auto try_add_bigram = [&](int left, int right) {
     if (left == -1 || right == -1) return;
-    const std::string_view piece =
-        text.substr(symbols[left].offset, symbols[left].n + symbols[right].n);
+    const std::string_view piece = text.substr(symbols[left].offset, symbols[left].n + symbols[right].n);
     const int32_t id = find_token(piece);
     if (id < 0) return;
-    queue.push({left, right, scores_[id], piece.size()});
+    heap.push_back({left, right, scores_[id], piece.size()});
+    std::push_heap(heap.begin(), heap.end(), BigramLess());
   };
 
   for (int i = 1; i < static_cast<int>(symbols.size()); ++i) try_add_bigram(i - 1, i);
 
   // Merge the best-scoring adjacent pair until no adjacent pair forms a token.
-  while (!queue.empty()) {
-    const Bigram bigram = queue.top();
-    queue.pop();
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), BigramLess());
+    const Bigram bigram = heap.back();
+    heap.pop_back();
     Symbol& left = symbols[bigram.left];
     Symbol& right = symbols[bigram.right];
     // Skip pairs of which one side has changed since the pair was queued.
@@ -164,21 +199,22 @@ void SpmTokenizer::encode_fragment(std::string_view text, std::vector<int32_t>& 
 
   // Every merged symbol is a vocabulary entry (pairs are queued only then), so llama.cpp's
   // rev_merge re-segmentation never applies: a symbol is a token or falls back to bytes.
-  for (int i = 0; i != -1; i = symbols[i].next) {
-    const Symbol& sym = symbols[i];
-    const std::string_view piece = text.substr(sym.offset, sym.n);
-    const int32_t id = find_token(piece);
-    if (id >= 0) {
-      out.push_back(id);
-      continue;
-    }
-    for (char c : piece) {
-      int32_t b = byte_ids_[static_cast<uint8_t>(c)];
-      if (b < 0) b = unk_id_;
-      MOE_CHECK(b >= 0, "tokenizer: no token for byte 0x", std::hex, static_cast<int>(
-                static_cast<uint8_t>(c)), " and no unknown token");
-      out.push_back(b);
-    }
+  for (int i = 0; i != -1; i = symbols[i].next) emit(text.substr(symbols[i].offset, symbols[i].n), out);
+}
+
+void SpmTokenizer::emit(std::string_view piece, std::vector<int32_t>& out) const {
+  const int32_t id = find_token(piece);
+  if (id >= 0) {
+    out.push_back(id);
+    return;
+  }
+  for (char c : piece) {
+    // llama.cpp throws here (std::out_of_range); we fall back to <unk> when there is one.
+    int32_t b = byte_ids_[static_cast<uint8_t>(c)];
+    if (b < 0) b = unk_id_;
+    MOE_CHECK(b >= 0, "tokenizer: no token for byte 0x", std::hex, static_cast<int>(static_cast<uint8_t>(c)),
+              " and no unknown token");
+    out.push_back(b);
   }
 }
 

@@ -29,9 +29,17 @@ class SpmTokenizer : public Tokenizer {
  private:
   // Appends the tokens of one already escaped text fragment.
   void encode_fragment(std::string_view text, std::vector<int32_t>& out) const;
+  struct Scratch;  // buffers reused across runs
+  // The greedy merge on a run of text that no vocabulary entry crosses into or out of.
+  void merge_run(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const;
+  // Appends the token of piece, or its bytes' fallback tokens when it is not in the vocabulary.
+  void emit(std::string_view piece, std::vector<int32_t>& out) const;
 
-  std::vector<std::string> pieces_;  // token_to_piece(id, special = true), precomputed
+  std::vector<std::string> pieces_;      // token_to_piece(id, special = true), precomputed
   std::array<int32_t, 256> byte_ids_{};  // byte -> its fallback token, -1 when none
+  // ASCII bytes that occur in no vocabulary entry longer than one byte: no merge can involve
+  // them, so they cut a fragment into runs that merge independently (same result, smaller heaps).
+  std::array<bool, 128> isolated_{};
 };
 
 }  // namespace moe

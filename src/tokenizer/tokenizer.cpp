@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "tokenizer/bpe.h"
 #include "tokenizer/spm.h"
 
 namespace moe {
@@ -26,39 +27,65 @@ constexpr const char* kKeyEosId = "tokenizer.ggml.eos_token_id";
 
 // Texts llama.cpp recognises as end-of-generation tokens (llama_vocab::impl::load). Such tokens
 // become EOG and are forced to control type.
-constexpr std::string_view kEogTexts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
-    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
-    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "[e~["};
+constexpr std::string_view kEogTexts[] = {"<|eot_id|>",
+                                          "<|im_end|>",
+                                          "<|end|>",
+                                          "<|return|>",
+                                          "<|call|>",
+                                          "<|flush|>",
+                                          "<|calls|>",
+                                          "<end_of_turn>",
+                                          "<|endoftext|>",
+                                          "</s>",
+                                          "<|eom_id|>",
+                                          "<EOT>",
+                                          "_<EOT>",
+                                          "[EOT]",
+                                          "[EOS]",
+                                          "<|end_of_text|>",
+                                          "<end_of_utterance>",
+                                          "<eos>",
+                                          "<turn|>",
+                                          "<|tool_response>",
+                                          "<\xef\xbd\x9c"
+                                          "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                          "[e~["};
 
 bool in_list(std::string_view s, std::initializer_list<std::string_view> list) {
   return std::find(list.begin(), list.end(), s) != list.end();
 }
 
 // isspace() of the C locale, without its undefined behaviour for negative chars.
-bool is_c_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
+bool is_c_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
 
 uint32_t attr_from_type(int64_t type) {
   switch (type) {
-    case 1: return kAttrNormal;
-    case 2: return kAttrUnknown;
-    case 3: return kAttrControl;
-    case 4: return kAttrUserDefined;
-    case 5: return kAttrUnused;
-    case 6: return kAttrByte;
-    default: return kAttrUndefined;
+    case 1:
+      return kAttrNormal;
+    case 2:
+      return kAttrUnknown;
+    case 3:
+      return kAttrControl;
+    case 4:
+      return kAttrUserDefined;
+    case 5:
+      return kAttrUnused;
+    case 6:
+      return kAttrByte;
+    default:
+      return kAttrUndefined;
   }
 }
 
-// A special token id from the file: absent keeps *id; present must name a token.
+// A special token id from the file: absent keeps *id, and so does -1 (0xFFFFFFFF as u32), which
+// converters write for "none" (llama.cpp keeps its default then too); otherwise it must name a
+// token.
 void read_token_id(const GgufFile& file, const char* key, int32_t n_vocab, int32_t* id) {
   const GgufValue* v = file.find(key);
   if (!v) return;
   MOE_CHECK(v->is_integer(), key, ": expected an integer, got ", gguf_type_name(v->type()));
   const int64_t x = v->as_int();
+  if (x == -1 || x == 0xFFFFFFFFll) return;
   MOE_CHECK(x >= 0 && x < n_vocab, key, ": token id ", x, " out of range (vocabulary of ", n_vocab,
             " tokens)");
   *id = static_cast<int32_t>(x);
@@ -72,9 +99,12 @@ size_t complete_utf8_prefix(const std::string& s) {
     const auto c = static_cast<unsigned char>(s[n - k]);
     if ((c & 0xC0) == 0x80) continue;  // continuation byte: look further back
     size_t need = 1;
-    if ((c & 0xE0) == 0xC0) need = 2;
-    else if ((c & 0xF0) == 0xE0) need = 3;
-    else if ((c & 0xF8) == 0xF0) need = 4;
+    if ((c & 0xE0) == 0xC0)
+      need = 2;
+    else if ((c & 0xF0) == 0xE0)
+      need = 3;
+    else if ((c & 0xF8) == 0xF0)
+      need = 4;
     return need > k ? n - k : n;
   }
   return n;
@@ -108,8 +138,7 @@ void Tokenizer::load_vocab(const GgufFile& file, const VocabDefaults& defaults) 
     MOE_CHECK(v->type() == GgufType::ARRAY && v->elem_type() == GgufType::INT32, kKeyTokenType,
               ": expected an array of i32");
     const std::vector<int64_t> t = v->as_int_array();
-    MOE_CHECK(t.size() == tokens_.size(), kKeyTokenType, ": ", t.size(), " types for ", n,
-              " tokens");
+    MOE_CHECK(t.size() == tokens_.size(), kKeyTokenType, ": ", t.size(), " types for ", n, " tokens");
     for (int32_t i = 0; i < n; ++i) {
       attrs_[i] = attr_from_type(t[i]);
       types_[i] = t[i] >= 0 && t[i] <= 6 ? static_cast<TokenType>(t[i]) : TokenType::kUndefined;
@@ -121,8 +150,8 @@ void Tokenizer::load_vocab(const GgufFile& file, const VocabDefaults& defaults) 
   for (int32_t i = 0; i < n; ++i) {
     if (tokens_[i].empty()) tokens_[i] = "[EMPTY_" + std::to_string(i) + "]";  // as llama.cpp
     const auto [it, inserted] = token_to_id_.emplace(tokens_[i], i);
-    MOE_CHECK(inserted, kKeyTokens, ": duplicate token '", tokens_[i], "' (ids ", it->second,
-              " and ", i, ")");
+    MOE_CHECK(inserted, kKeyTokens, ": duplicate token '", tokens_[i], "' (ids ", it->second, " and ", i,
+              ")");
   }
 
   // Special ids: a family default outside the vocabulary is dropped; the file's value must fit.
@@ -174,18 +203,24 @@ void Tokenizer::load_vocab(const GgufFile& file, const VocabDefaults& defaults) 
   };
   detect(&eot_id_, {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                     "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]",
-                    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                    "<\xef\xbd\x9c"
+                    "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
                     "<end_of_utterance>"});
   detect(&eom_id_, {"<|eom_id|>"});
   detect(&fim_pre, {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
-                    "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>", "<PRE>",
-                    "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>"});
+                    "<\xef\xbd\x9c"
+                    "fim\xe2\x96\x81"
+                    "begin\xef\xbd\x9c>",
+                    "<PRE>", "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>"});
   detect(&fim_suf, {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
-                    "<\xef\xbd\x9c" "fim\xe2\x96\x81hole\xef\xbd\x9c>", "<SUF>",
-                    "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>"});
+                    "<\xef\xbd\x9c"
+                    "fim\xe2\x96\x81hole\xef\xbd\x9c>",
+                    "<SUF>", "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>"});
   detect(&fim_mid, {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
-                    "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>", "<MID>",
-                    "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>"});
+                    "<\xef\xbd\x9c"
+                    "fim\xe2\x96\x81"
+                    "end\xef\xbd\x9c>",
+                    "<MID>", "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>"});
   detect(&fim_pad, {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"});
   detect(&fim_rep, {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"});
   detect(&fim_sep, {"<|file_sep|>"});
@@ -246,9 +281,8 @@ void Tokenizer::load_vocab(const GgufFile& file, const VocabDefaults& defaults) 
   for (int32_t i = 0; i < n; ++i) {
     if (attrs_[i] & (kAttrControl | kAttrUserDefined | kAttrUnknown)) special_tokens_.push_back(i);
   }
-  std::sort(special_tokens_.begin(), special_tokens_.end(), [this](int32_t a, int32_t b) {
-    return tokens_[a].size() > tokens_[b].size();
-  });
+  std::sort(special_tokens_.begin(), special_tokens_.end(),
+            [this](int32_t a, int32_t b) { return tokens_[a].size() > tokens_[b].size(); });
 
   // Strip flags that llama.cpp sets by model name (not stored in GGUF files).
   std::string model_name = file.get_string("general.name", "");
@@ -307,9 +341,7 @@ uint32_t Tokenizer::token_attr(int32_t id) const {
   return attrs_[id];
 }
 
-bool Tokenizer::is_eog(int32_t id) const {
-  return std::binary_search(eog_ids_.begin(), eog_ids_.end(), id);
-}
+bool Tokenizer::is_eog(int32_t id) const { return std::binary_search(eog_ids_.begin(), eog_ids_.end(), id); }
 
 std::vector<Tokenizer::Fragment> Tokenizer::partition_special(std::string_view text,
                                                               bool parse_special) const {
@@ -380,11 +412,10 @@ std::string StreamDecoder::flush() {
 
 std::unique_ptr<Tokenizer> tokenizer_from_gguf(const GgufFile& file) {
   const GgufValue& v = file.get(kKeyModel);
-  MOE_CHECK(v.type() == GgufType::STRING, kKeyModel, ": expected a string, got ",
-            gguf_type_name(v.type()));
+  MOE_CHECK(v.type() == GgufType::STRING, kKeyModel, ": expected a string, got ", gguf_type_name(v.type()));
   const std::string& model = v.as_string();
   if (model == "llama") return std::make_unique<SpmTokenizer>(file);
-  if (model == "gpt2") fail(kKeyModel, ": BPE tokenizer not supported yet");
+  if (model == "gpt2") return bpe_tokenizer_from_gguf(file);
   fail(kKeyModel, ": unsupported tokenizer model '", model, "'");
 }
 
