@@ -11,7 +11,7 @@ MOE      := $(BUILD)/bin/moe
 # Tests that parse untrusted bytes (model files, tokenizer input) also run under ASan + UBSan.
 SANITIZED_TESTS ?= Gguf*:*Spm*:*Tokenizer*:Npy*:Cli*
 
-.PHONY: all deps build run test test-asan bench clean format
+.PHONY: all deps peers build run test test-asan bench clean format
 
 all: build
 
@@ -31,11 +31,17 @@ test-asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  MOE_TESTDATA=$(TESTDATA) $(ASAN)/moe_tests --gtest_filter='$(SANITIZED_TESTS)' --gtest_brief=1
 
-test: build test-asan
+test: build peers test-asan
 	MOE_TESTDATA=$(TESTDATA) ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
-bench: build
+# Peers (llama.cpp, Hugging Face tokenizers, Jinja) from npm into .cache/peers; benchmarks and
+# the peer-comparison tests skip a peer that could not be installed.
+peers:
+	@scripts/install-peers.sh || echo "make: peers could not be installed; comparisons with them are skipped" >&2
+
+bench: build peers
 	@bench/run.sh $(MOE) $(TESTDATA)
+	@bench/tokenizer_bench.sh $(BUILD)/bin/tokenizer_bench $(TESTDATA)
 
 format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.h')
