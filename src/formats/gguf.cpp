@@ -622,6 +622,27 @@ GgufFile::GgufFile(const uint8_t* data, size_t size, std::string name)
   parse();
 }
 
+std::unique_ptr<GgufFile> GgufFile::from_parts(std::string name,
+                                               std::vector<std::pair<std::string, GgufValue>> kv,
+                                               std::vector<GgufTensorInfo> tensors,
+                                               std::vector<std::shared_ptr<const void>> keep_alive) {
+  std::unique_ptr<GgufFile> f(new GgufFile());
+  f->name_ = std::move(name);
+  f->version_ = 3;
+  for (auto& [key, value] : kv) {
+    MOE_CHECK(f->kv_index_.emplace(key, f->kv_.size()).second, f->name_, ": duplicate key '", key, "'");
+    f->kv_.emplace_back(key, std::move(value));
+  }
+  for (GgufTensorInfo& t : tensors) {
+    MOE_CHECK(t.external != nullptr, f->name_, ": tensor '", t.name, "' has no data");
+    MOE_CHECK(f->tensor_index_.emplace(t.name, f->tensors_.size()).second, f->name_, ": duplicate tensor '",
+              t.name, "'");
+    f->tensors_.push_back(std::move(t));
+  }
+  f->keep_alive_ = std::move(keep_alive);
+  return f;
+}
+
 void GgufFile::parse() {
   Parsed p;
   try {
@@ -686,6 +707,7 @@ const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {
 }
 
 const uint8_t* GgufFile::tensor_data(const GgufTensorInfo& info) const {
+  if (info.external != nullptr) return info.external;
   // info may come from elsewhere than tensors(); never hand out a pointer outside the file.
   MOE_CHECK(data_offset_ <= size_ && info.offset <= size_ - data_offset_ &&
                 info.n_bytes <= size_ - data_offset_ - info.offset,

@@ -92,6 +92,8 @@ struct GgufTensorInfo {
   int64_t ne[4] = {1, 1, 1, 1};
   uint64_t offset = 0;  // relative to the start of the data section
   size_t n_bytes = 0;
+  // Set only for tensors of a GgufFile built from parts: the bytes live outside any file.
+  const uint8_t* external = nullptr;
 };
 
 // A parsed GGUF file. Built from a path (mmapped, owned) or from a caller's buffer, which must
@@ -100,6 +102,15 @@ class GgufFile {
  public:
   static std::unique_ptr<GgufFile> open(const std::string& path);
   GgufFile(const uint8_t* data, size_t size, std::string name);
+
+  // A model that is not a GGUF file but reads like one (a Hugging Face directory mapped onto
+  // GGUF names and keys): metadata and tensors whose `external` points at their bytes. keep_alive
+  // owns whatever those bytes live in (mappings, converted buffers); it is destroyed with the
+  // GgufFile. Throws moe::Error on duplicate names or a tensor without bytes.
+  static std::unique_ptr<GgufFile> from_parts(std::string name,
+                                              std::vector<std::pair<std::string, GgufValue>> kv,
+                                              std::vector<GgufTensorInfo> tensors,
+                                              std::vector<std::shared_ptr<const void>> keep_alive);
 
   uint32_t version() const { return version_; }
   const std::string& name() const { return name_; }
@@ -125,9 +136,12 @@ class GgufFile {
  private:
   void parse();
 
+  GgufFile() = default;
+
   std::unique_ptr<MappedFile> file_;
-  const uint8_t* data_;
-  size_t size_;
+  std::vector<std::shared_ptr<const void>> keep_alive_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
   std::string name_;
   uint32_t version_ = 0;
   uint32_t alignment_ = 32;
