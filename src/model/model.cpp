@@ -1,7 +1,9 @@
 #include "model/model.h"
 
 #include "core/error.h"
+#include "model/deepseek2.h"
 #include "model/llama.h"
+#include "model/qwen2.h"
 
 namespace moe {
 
@@ -10,6 +12,8 @@ namespace {
 // The one table of architectures: adding one means a file under src/model/ and a line here.
 constexpr ArchEntry kArchs[] = {
     {"llama", &make_llama},
+    {"qwen2", &make_qwen2},
+    {"deepseek2", &make_deepseek2},
 };
 
 }  // namespace

@@ -30,6 +30,26 @@ struct ModelConfig {
   int64_t n_ctx_train = 0;
   float rms_eps = 1e-5f;
   kernels::RopeParams rope;
+  float kq_scale = 0.0f;    // attention logit scale; 0 means 1/sqrt(head_dim_k)
+
+  // Mixture of experts (n_expert == 0: every layer is dense).
+  int64_t n_expert = 0;
+  int64_t n_expert_used = 0;
+  int64_t n_expert_shared = 0;     // always-on experts beside the routed ones
+  int64_t n_ff_exp = 0;            // hidden width of one expert (routed and shared)
+  int64_t n_layer_dense_lead = 0;  // the first layers keep a dense FFN of width n_ff
+  bool gating_sigmoid = false;     // router scores: softmax (false) or sigmoid (true)
+  bool expert_weights_norm = false;  // renormalise the top-k weights to sum to 1
+  float expert_weights_scale = 1.0f; // then multiply them (DeepSeek's routed_scaling_factor)
+  int64_t n_expert_groups = 0;     // group-limited routing: experts in groups, keep the best
+  int64_t n_group_used = 0;        //   n_group_used groups (scored by their top-2 sum)
+
+  // Multi-head latent attention (kv_lora_rank == 0: grouped-query attention).
+  int64_t q_lora_rank = 0;     // 0: queries straight from the input (DeepSeek-V2-Lite)
+  int64_t kv_lora_rank = 0;    // latent width; the cache stores it plus the rope dims
+  int64_t qk_nope_dim = 0;     // per-head key/query dims without rope; head_dim_k = nope + rope
+  bool is_moe_layer(int64_t il) const { return n_expert > 0 && il >= n_layer_dense_lead; }
+  bool is_mla() const { return kv_lora_rank > 0; }
 };
 
 class Model {
