@@ -2,13 +2,36 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "core/error.h"
 #include "formats/gguf.h"
+#include "model/model.h"
+#include "model/presets.h"
 
 namespace moe::cli {
 
 namespace {
 
-void run_info(const std::string& path, bool all) {
+struct InfoArgs {
+  std::string path;
+  std::string preset;
+  bool all = false;
+  bool list_presets = false;
+};
+
+void run_preset(const InfoArgs& a) {
+  if (a.list_presets) {
+    for (const Preset& p : presets()) std::printf("%-22s %s\n", p.name.c_str(), p.description.c_str());
+    return;
+  }
+  const Preset& p = find_preset(a.preset);
+  std::printf("%s: %s\n%s", p.name.c_str(), p.description.c_str(), describe_config(p.config).c_str());
+}
+
+void run_info(const InfoArgs& a) {
+  if (a.list_presets || !a.preset.empty()) return run_preset(a);
+  MOE_CHECK(!a.path.empty(), "info: give a model FILE or --preset NAME");
+  const std::string& path = a.path;
+  const bool all = a.all;
   const auto f = GgufFile::open(path);
   std::printf("%s: GGUF v%u, %zu metadata keys, %zu tensors, alignment %u, data at offset %zu\n",
               path.c_str(), f->version(), f->metadata().size(), f->tensors().size(), f->alignment(),
@@ -34,17 +57,25 @@ void run_info(const std::string& path, bool all) {
   }
   std::printf("\n%llu parameters, %.2f MiB of tensor data\n", static_cast<unsigned long long>(n_params),
               static_cast<double>(n_bytes) / (1024.0 * 1024.0));
+  // The model as this engine reads it (shape, experts, KV cache per token), when it can.
+  try {
+    const LoadedModel m = load_model(path);
+    std::printf("\nmodel:\n%s", describe_config(m.model->config()).c_str());
+  } catch (const Error& e) {
+    std::printf("\nmodel: not loadable: %s\n", e.what());
+  }
 }
 
 }  // namespace
 
 void add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Print a model file's metadata and tensor table");
-  auto path = std::make_shared<std::string>();
-  auto all = std::make_shared<bool>(false);
-  cmd->add_option("file", *path, "GGUF file")->required();
-  cmd->add_flag("--all", *all, "print arrays in full");
-  cmd->callback([path, all] { run_info(*path, *all); });
+  auto a = std::make_shared<InfoArgs>();
+  cmd->add_option("file", a->path, "GGUF file");
+  cmd->add_flag("--all", a->all, "print arrays in full");
+  cmd->add_option("--preset", a->preset, "describe a named model shape instead (see --presets)");
+  cmd->add_flag("--presets", a->list_presets, "list the named model shapes");
+  cmd->callback([a] { run_info(*a); });
 }
 
 }  // namespace moe::cli

@@ -45,7 +45,10 @@ MlaWeights load_mla(const WeightLoader& w, const ModelConfig& c, const std::stri
   a.wkv_a = w.matrix(b + "attn_kv_a_mqa.weight", {c.n_embd, rank + c.rope.n_rot});
   a.kv_a_norm = w.vector(b + "attn_kv_a_norm.weight", rank);
   a.wo = w.matrix(b + "attn_output.weight", {n_head * dv, c.n_embd});
-  if (w.file().find_tensor(b + "attn_k_b.weight") != nullptr) {
+  const bool split = w.file().find_tensor(b + "attn_k_b.weight") || w.file().find_tensor(b + "attn_v_b.weight");
+  MOE_CHECK(split || w.file().find_tensor(b + "attn_kv_b.weight"), w.file().name(), ": tensor '", b,
+            "attn_k_b.weight' is missing (and there is no '", b, "attn_kv_b.weight' of the older layout)");
+  if (split) {
     a.wk_b = head_slices(w.matrix(b + "attn_k_b.weight", {nope, rank, n_head}), n_head);
     a.wv_b = head_slices(w.matrix(b + "attn_v_b.weight", {rank, dv, n_head}), n_head);
     return a;
@@ -73,6 +76,7 @@ MlaWeights load_mla(const WeightLoader& w, const ModelConfig& c, const std::stri
     Tensor v = kv_b;
     v.name = b + "attn_kv_b.weight[v" + std::to_string(hd) + "]";
     v.ne[1] = dv;
+    v.nb[2] = v.nb[3] = v.nb[1] * static_cast<size_t>(dv);
     v.data = kv_b.row(hd * (nope + dv) + nope);
     a.wv_b.push_back(v);
   }

@@ -65,6 +65,7 @@ Tensor expert_slice(const Tensor& stacked, int64_t e) {
   t.n_dims = 2;
   t.ne[2] = t.ne[3] = 1;
   t.data = stacked.row(0, e);
+  t.nb[2] = t.nb[3] = t.nb[1] * static_cast<size_t>(t.ne[1]);
   return t;
 }
 
