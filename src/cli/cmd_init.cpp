@@ -16,6 +16,7 @@ struct InitArgs {
   std::string preset;
   std::string out;
   std::string tokenizer_from;
+  std::string chat_template;
   std::string type = "f32";
   bool reduced = false;
   bool old_mla_layout = false;
@@ -43,6 +44,14 @@ void run_init(const InitArgs& a) {
   // The writer holds the whole file in memory; keep that sane.
   MOE_CHECK(n.total <= 2'000'000'000, "preset '", a.preset, "' has ", n.total / 1'000'000'000.0,
             "B parameters; use --reduced (random weights of that size are not useful here)");
+  if (!a.chat_template.empty()) {
+    std::FILE* f = std::fopen(a.chat_template.c_str(), "rb");
+    MOE_CHECK(f != nullptr, "cannot read ", a.chat_template);
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) opt.chat_template.append(buf, n);
+    std::fclose(f);
+  }
   write_random_model(c, opt, a.out);
   std::fprintf(stderr, "init: wrote %s (%s, %.2fM parameters)\n", a.out.c_str(), c.arch.c_str(), n.total / 1e6);
 }
@@ -56,6 +65,7 @@ void add_init_command(CLI::App& app) {
   cmd->add_option("-o,--out", a->out, "output GGUF file")->required();
   cmd->add_flag("--reduced", a->reduced, "same architecture and features at a test size");
   cmd->add_option("--tokenizer-from", a->tokenizer_from, "copy the tokenizer (and vocabulary size) of this GGUF");
+  cmd->add_option("--chat-template", a->chat_template, "store this Jinja file as tokenizer.chat_template");
   cmd->add_option("--type", a->type, "matrix type: f32, f16 or bf16");
   cmd->add_option("--seed", a->seed, "random seed");
   cmd->add_flag("--old-mla-layout", a->old_mla_layout, "deepseek2: write attn_kv_b instead of attn_k_b/attn_v_b");

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "runtime/chat.h"
 #include "runtime/generator.h"
 
 namespace moe::cli {
@@ -22,8 +23,25 @@ struct RunArgs {
   int threads = 0;
   int64_t seed = -1;
   bool no_special = false;
+  bool chat = false;
+  bool verbose_prompt = false;
+  std::string system;
+  bool user_set_temp = false;   // filled from the parser: the user's choice beats the model's
+  bool user_set_top_p = false;
   SamplingParams sampling;
 };
+
+// The model publisher's recommended sampling, for the options the user left alone.
+void apply_recommended(const ChatFormatter& chat, bool set_temp, bool set_top_p, SamplingParams& s) {
+  const std::optional<SamplingParams> rec = chat.recommended_sampling();
+  if (!rec) return;
+  if (!set_temp) s.temperature = rec->temperature;
+  if (!set_top_p) s.top_p = rec->top_p;
+  if (!set_temp && !set_top_p) {
+    s.top_k = rec->top_k;
+    s.min_p = rec->min_p;
+  }
+}
 
 void run_generate(const RunArgs& a) {
   const auto t_load = std::chrono::steady_clock::now();
@@ -47,10 +65,34 @@ void run_generate(const RunArgs& a) {
   opts.n_ctx = a.n_ctx;
   opts.sampling = a.sampling;
   opts.sampling.seed = a.seed >= 0 ? static_cast<uint64_t>(a.seed) : std::random_device{}();
-  const std::vector<int32_t> ids = tokenize_prompt(*m.tokenizer, prompt, !a.no_special);
+  std::vector<int32_t> ids;
+  std::string echo;  // printed before the generated text: the prompt, or in chat the reply's opener
+  if (a.chat) {
+    // The prompt is the user's message: rendered by the model's template; the template's own
+    // markers are special tokens, the message text is not (no injected turn markers).
+    const ChatFormatter chat(m);
+    apply_recommended(chat, a.user_set_temp, a.user_set_top_p, opts.sampling);
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    if (!a.system.empty()) messages.push_back({{"role", "system"}, {"content", a.system}});
+    messages.push_back({{"role", "user"}, {"content", prompt}});
+    prompt = chat.prompt_for_reply(messages);
+    ids = tokenize_chat_prompt(*m.tokenizer, prompt, messages);
+    if (chat.is_r1()) echo = "<think>\n";
+  } else {
+    ids = tokenize_prompt(*m.tokenizer, prompt, !a.no_special);
+    echo = prompt;
+  }
 
+  if (a.verbose_prompt) {
+    std::fprintf(stderr, "sampling: temperature %.2f, top-p %.2f, top-k %d, min-p %.2f\n",
+                 opts.sampling.temperature, opts.sampling.top_p, opts.sampling.top_k, opts.sampling.min_p);
+    std::fprintf(stderr, "prompt (%zu tokens): %s\n", ids.size(), prompt.c_str());
+    std::string list;
+    for (int32_t id : ids) list += (list.empty() ? "" : " ") + std::to_string(id);
+    std::fprintf(stderr, "prompt ids: %s\n", list.c_str());
+  }
   ThreadPool pool(a.threads);
-  std::fputs(prompt.c_str(), stdout);
+  std::fputs(echo.c_str(), stdout);
   std::fflush(stdout);
   StreamDecoder dec(*m.tokenizer);
   // The prompt's text is already printed, so the decoder must not drop a leading space again.
@@ -102,8 +144,16 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("-t,--threads", a->threads, "threads; 0 = all cores")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("-s,--seed", a->seed, "random seed; -1 = random")->capture_default_str();
   cmd->add_flag("--no-special", a->no_special, "treat special-token text in the prompt as plain text");
+  cmd->add_flag("--chat", a->chat,
+                "the prompt is a user message: apply the model's chat template (R1: reply opens with <think>)");
+  cmd->add_option("--system", a->system, "with --chat: a system message");
+  cmd->add_flag("--verbose-prompt", a->verbose_prompt, "print the prompt and its token ids to stderr");
   add_sampling_options(cmd, a->sampling);
-  cmd->callback([a] { run_generate(*a); });
+  cmd->callback([a, cmd] {
+    a->user_set_temp = cmd->count("--temp") > 0;
+    a->user_set_top_p = cmd->count("--top-p") > 0;
+    run_generate(*a);
+  });
 }
 
 }  // namespace moe::cli

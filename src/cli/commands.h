@@ -14,6 +14,8 @@ void add_tokenize_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
 void add_chat_template_command(CLI::App& app);
 void add_init_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
 
 // Adds --temp, --top-k, --top-p, --min-p and the penalty options bound to s.
 void add_sampling_options(CLI::App* cmd, SamplingParams& s);

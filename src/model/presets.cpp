@@ -341,6 +341,8 @@ void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, con
               tokens ? tokens->elems().size() : 0, " tokens, the config ", c.n_vocab);
   }
 
+  if (!opt.chat_template.empty()) w.set("tokenizer.chat_template", GgufValue::str(opt.chat_template));
+
   RandomTensors r(w, opt);
   const int64_t E = c.n_embd;
   r.matrix("token_embd.weight", {E, c.n_vocab});

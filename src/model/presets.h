@@ -44,6 +44,7 @@ struct RandomModelOptions {
   float yarn_log_multiplier = 0.1f;
   // Copies every tokenizer.* key from this file (its vocabulary size must equal c.n_vocab).
   const GgufFile* tokenizer_source = nullptr;
+  std::string chat_template;  // stored as tokenizer.chat_template when not empty
 };
 
 // Writes a GGUF of architecture c.arch with random weights, loadable by this engine and by
