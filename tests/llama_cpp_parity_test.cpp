@@ -51,7 +51,7 @@ std::vector<Case> cases() {
   lite.n_layer = 27;  // llama.cpp recognises V2-Lite (no query compression) by its 27 layers
   out.push_back({"deepseek2 lite (no q-lora, softmax, 2 shared experts)", lite});
   out.push_back({"qwen2 (q/k/v bias, NeoX RoPE)", with_vocab(reduced(find_preset("r1-distill-qwen-1.5b").config))});
-  out.push_back({"llama (dense, GQA)", with_vocab(reduced(find_preset("r1-distill-llama-8b").config))});
+  out.push_back({"llama (dense, GQA, Llama 3.1 rope_freqs)", with_vocab(reduced(find_preset("r1-distill-llama-8b").config))});
   ModelConfig mixtral = with_vocab(reduced(find_preset("seed-moe").config));
   mixtral.expert_weights_norm = true;  // Mixtral: llama.cpp's llama MoE always renormalises
   mixtral.n_head_kv = 2;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/dtype.h"
 #include "core/tensor.h"
@@ -51,6 +52,9 @@ struct RopeParams {
   float beta_fast = 32.0f;
   float beta_slow = 1.0f;
   int64_t n_ctx_orig = 0;      // YaRN original context
+  // [n_rot / 2] or empty: per-pair divisors of the angle (Llama 3's rope scaling, llama.cpp's
+  // rope_freqs tensor / ggml_rope_ext's freq_factors).
+  std::vector<float> freq_factors;
 };
 // x: [n_heads, head_dim] for one token at position pos, rotated in place.
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeParams& p);

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "model/config.h"
 #include "model/decoder.h"
+#include "model/weights.h"
 
 namespace moe {
 
@@ -37,6 +38,8 @@ ModelConfig read_llama_family_config(const GgufFile& file, const std::string& ar
 
 std::unique_ptr<Model> make_llama(const GgufFile& file) {
   ModelConfig c = read_llama_family_config(file, "llama", /*neox=*/false);
+  // Llama 3.1+ rope scaling: per-pair angle divisors stored as a tensor.
+  if (auto f = WeightLoader(file).optional_vector("rope_freqs.weight", c.rope.n_rot / 2)) c.rope.freq_factors = *f;
   DecoderWeights w = load_decoder(file, c, DecoderOptions{});
   return std::make_unique<DecoderModel>(std::move(c), std::move(w));
 }

@@ -70,6 +70,25 @@ ModelConfig deepseek(int64_t vocab, int64_t embd, int64_t ff, int64_t ff_exp, in
   return c;
 }
 
+// Llama 3.1's rope scaling as llama.cpp's converter turns it into rope_freqs: wavelengths above
+// orig/low stretched by factor, below orig/high kept, smooth in between.
+std::vector<float> llama3_factors(float theta, int64_t dim, float factor, float low, float high, float orig) {
+  std::vector<float> out;
+  for (int64_t i = 0; i < dim; i += 2) {
+    const double freq = 1.0 / std::pow(static_cast<double>(theta), static_cast<double>(i) / static_cast<double>(dim));
+    const double wavelen = 2.0 * M_PI / freq;
+    if (wavelen < orig / high) {
+      out.push_back(1.0f);
+    } else if (wavelen > orig / low) {
+      out.push_back(factor);
+    } else {
+      const double smooth = (orig / wavelen - low) / (high - low);
+      out.push_back(static_cast<float>(1.0 / ((1.0 - smooth) / factor + smooth)));
+    }
+  }
+  return out;
+}
+
 std::vector<Preset> make_presets() {
   std::vector<Preset> p;
   p.push_back({"deepseek-r1", "DeepSeek-R1 / V3 (671B total, 37B active): MLA, 256 routed + 1 shared experts, top-8",
@@ -88,6 +107,8 @@ std::vector<Preset> make_presets() {
                dense("llama", 128256, 4096, 14336, 32, 32, 8, 500000.0f, 1e-5f, 131072)});
   p.push_back({"r1-distill-llama-70b", "DeepSeek-R1-Distill-Llama-70B (Llama 3.3 architecture)",
                dense("llama", 128256, 8192, 28672, 80, 64, 8, 500000.0f, 1e-5f, 131072)});
+  for (size_t i = p.size() - 2; i < p.size(); ++i)
+    p[i].config.rope.freq_factors = llama3_factors(500000.0f, 128, 8.0f, 1.0f, 4.0f, 8192.0f);
   // The seed's model: 22 layers, each holding 16 expert FFNs of which the router picks 2 per
   // token (the seed's "each expert has 22 layers" read as layer-level MoE; see README).
   ModelConfig seed = dense("llama", 129280, 4096, 14336, 22, 32, 32, 10000.0f, 1e-5f, 4096);
@@ -138,6 +159,8 @@ ModelConfig reduced(const ModelConfig& full) {
     c.rope.n_ctx_orig = std::min<int64_t>(full.rope.n_ctx_orig, 64);
   } else {
     c.head_dim_k = c.head_dim_v = c.rope.n_rot = 16;
+    if (!full.rope.freq_factors.empty())  // same scaling law at the reduced head size
+      c.rope.freq_factors = llama3_factors(c.rope.freq_base, 16, 8.0f, 1.0f, 4.0f, 8192.0f);
   }
   if (full.n_expert > 0) {
     c.n_expert = std::min<int64_t>(full.n_expert, 8);
@@ -218,6 +241,7 @@ std::string describe_config(const ModelConfig& c) {
   }
   line("rope              theta %g, %lld dims, %s pairs", c.rope.freq_base, static_cast<long long>(c.rope.n_rot),
        c.rope.neox ? "NeoX" : "adjacent");
+  if (!c.rope.freq_factors.empty()) s += ", Llama 3 frequency factors";
   if (c.rope.ext_factor != 0.0f)
     line(", YaRN x%g from %lld", 1.0f / c.rope.freq_scale, static_cast<long long>(c.rope.n_ctx_orig));
   s += "\n";
@@ -345,6 +369,7 @@ void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, con
 
   RandomTensors r(w, opt);
   const int64_t E = c.n_embd;
+  if (!c.rope.freq_factors.empty()) r.add("rope_freqs.weight", {c.rope.n_rot / 2}, c.rope.freq_factors, false);
   r.matrix("token_embd.weight", {E, c.n_vocab});
   r.norm("output_norm.weight", E);
   if (!opt.tied_output) r.matrix("output.weight", {E, c.n_vocab}, 4.0f);

@@ -241,10 +241,13 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopePa
                       p.beta_slow, corr_dims);
 
   // cache[i0] = cos, cache[i0 + 1] = sin of pair i0 (ggml_rope_cache_init).
+  MOE_CHECK(p.freq_factors.empty() || static_cast<int64_t>(p.freq_factors.size()) == n_rot / 2,
+            "rope: ", p.freq_factors.size(), " frequency factors for ", n_rot, " rotated dims");
   std::vector<float> cache(static_cast<size_t>(n_rot));
   float theta = static_cast<float>(pos);
   for (int64_t i0 = 0; i0 < n_rot; i0 += 2) {
-    rope_yarn(theta, p.freq_scale, corr_dims, i0, p.ext_factor, p.attn_factor, &cache[i0], &cache[i0 + 1]);
+    const float ff = p.freq_factors.empty() ? 1.0f : p.freq_factors[i0 / 2];
+    rope_yarn(theta / ff, p.freq_scale, corr_dims, i0, p.ext_factor, p.attn_factor, &cache[i0], &cache[i0 + 1]);
     theta *= theta_scale;
   }
 
