@@ -71,7 +71,9 @@ std::string stream_all(const Tokenizer& tok, const std::vector<int32_t>& ids, bo
   std::string out;
   for (int32_t id : ids) {
     const std::string part = dec.push(id);
-    if (check_utf8) EXPECT_TRUE(valid_utf8(part)) << "id " << id;
+    if (check_utf8) {
+      EXPECT_TRUE(valid_utf8(part)) << "id " << id;
+    }
     out += part;
   }
   return out + dec.flush();
