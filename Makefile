@@ -8,8 +8,9 @@ MODEL    ?= $(TESTDATA)/models/stories260K.gguf
 PROMPT   ?= Once upon a time
 MOE      := $(BUILD)/bin/moe
 
-# Tests that parse untrusted bytes (model files, tokenizer input) also run under ASan + UBSan.
-SANITIZED_TESTS ?= Gguf*:*Spm*:*Tokenizer*:Npy*:Cli*
+# Tests that parse untrusted bytes (model files, tokenizer input, chat templates, requests) also
+# run under ASan + UBSan.
+SANITIZED_TESTS ?= Gguf*:*Spm*:*Tokenizer*:Npy*:*Cli*:Jinja*:ChatTemplate*:ChatPrompt*:Safetensors*:HfModel*:MoeModel*:MoeRouter*:KQuant*
 
 .PHONY: all deps peers build run test test-asan bench clean format
 
@@ -26,7 +27,7 @@ run: build
 	$(MOE) run -m $(MODEL) -p "$(PROMPT)" -n 200 --temp 0.8 --seed 42
 
 test-asan: deps
-	@cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DMOE_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN) -j$(JOBS) --target moe_tests moe
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  MOE_TESTDATA=$(TESTDATA) $(ASAN)/moe_tests --gtest_filter='$(SANITIZED_TESTS)' --gtest_brief=1
