@@ -63,6 +63,44 @@ struct BlockQ4_0 {
 };
 static_assert(sizeof(BlockQ4_0) == 18);
 
+// K-quants: super-blocks of kQK_K values with per-sub-block scales (ggml-common.h).
+constexpr int64_t kQK_K = 256;
+
+// 8 sub-blocks of 32: x = d * sc[j] * q - dmin * m[j], q in 0..15. scales packs eight 6-bit
+// (sc, m) pairs: for j < 4 sc = scales[j] & 63, m = scales[j+4] & 63; for j >= 4 the low 4 bits
+// are in scales[j+4] (sc low nibble, m high nibble) and the top 2 bits in bits 6-7 of
+// scales[j-4] (sc) and scales[j] (m). qs holds 64-value groups: the low nibbles of 32 bytes are
+// values 0..31 of the group, the high nibbles values 32..63.
+struct BlockQ4_K {
+  uint16_t d;          // fp16 super-block scale of the sub-block scales
+  uint16_t dmin;       // fp16 super-block scale of the sub-block mins
+  uint8_t scales[12];
+  uint8_t qs[kQK_K / 2];
+};
+static_assert(sizeof(BlockQ4_K) == 144);
+
+// As Q4_K with 5-bit q: bit 4 of value l + 32*k of a 64-value group g (k = 0, 1) is bit 2g + k
+// of qh[l].
+struct BlockQ5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[12];
+  uint8_t qh[kQK_K / 8];
+  uint8_t qs[kQK_K / 2];
+};
+static_assert(sizeof(BlockQ5_K) == 176);
+
+// 16 sub-blocks of 16: x = d * scales[j] * (q - 32), q in 0..63. For each half of 128 values,
+// value l + 32*k (l < 32, k < 4) has its low 4 bits in ql[l + 32*(k&1)] (low nibble for k < 2,
+// high nibble otherwise) and its top 2 bits at bits 2k..2k+1 of qh[l].
+struct BlockQ6_K {
+  uint8_t ql[kQK_K / 2];
+  uint8_t qh[kQK_K / 4];
+  int8_t scales[kQK_K / 16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ6_K) == 210);
+
 // IEEE half and bfloat16 conversions, bit-exact with ggml's reference conversions.
 float fp16_to_fp32(uint16_t h);
 uint16_t fp32_to_fp16(float f);

@@ -67,6 +67,8 @@ const cpu::IsaKernels* simd_kernels() {
   return nullptr;
 }
 
+// Null when the ISA has no kernel for the type (the K-quants today): matmul then runs the scalar
+// reference rows for it, so every type matmul_supports works on every ISA.
 cpu::MatmulRowsFn matmul_fn(const cpu::IsaKernels& k, DType t) {
   switch (t) {
     case DType::F32:

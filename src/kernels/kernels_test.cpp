@@ -125,7 +125,8 @@ TEST(KernelsIsa, DetectionAndForcing) {
 TEST(KernelsMatmul, SupportedTypes) {
   for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0})
     EXPECT_TRUE(matmul_supports(t));
-  for (DType t : {DType::Q4_1, DType::Q4_K, DType::Q6_K, DType::I8}) EXPECT_FALSE(matmul_supports(t));
+  for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) EXPECT_TRUE(matmul_supports(t));
+  for (DType t : {DType::Q4_1, DType::Q2_K, DType::Q3_K, DType::I8}) EXPECT_FALSE(matmul_supports(t));
 }
 
 TEST(KernelsMatmul, FloatTypesMatchReference) {
@@ -266,7 +267,7 @@ TEST(KernelsMatmul, RejectsBadInput) {
   w.n_dims = 2;
   w.ne[0] = 32;
   w.ne[1] = 2;
-  w.type = DType::Q4_K;
+  w.type = DType::Q3_K;
   w.nb[1] = 512;
   w.nb[2] = w.nb[3] = 1024;
   w.data = data.data();
@@ -530,7 +531,7 @@ TEST(KernelsQuantize, PlainTypesAreExact) {
   }
   quantize_row(DType::F32, x.data(), back.data(), n);
   EXPECT_EQ(0, std::memcmp(back.data(), x.data(), x.size() * sizeof(float)));
-  EXPECT_THROW(quantize_row(DType::Q4_K, x.data(), h.data(), 256), Error);
+  EXPECT_THROW(quantize_row(DType::Q3_K, x.data(), h.data(), 256), Error);
   EXPECT_THROW(dequantize_row(DType::Q8_0, h.data(), back.data(), 31), Error);
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/ref/kquants.h"
 
 namespace moe::kernels::ref {
 namespace {
@@ -49,6 +50,34 @@ template <DType kType>
 float dot_typed(const void* row, const float* x, int64_t n) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(element<kType>(row, i)) * x[i];
+  return static_cast<float>(sum);
+}
+
+bool is_kquant(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+
+// Dequantizes n (a multiple of kQK_K) K-quant values; bit-exact with ggml's dequantize_row_q*_K.
+void dequantize_kquant(DType t, const void* src, float* dst, int64_t n) {
+  switch (t) {
+    case DType::Q4_K:
+      return dequantize_row_q4_k(static_cast<const BlockQ4_K*>(src), dst, n);
+    case DType::Q5_K:
+      return dequantize_row_q5_k(static_cast<const BlockQ5_K*>(src), dst, n);
+    case DType::Q6_K:
+      return dequantize_row_q6_k(static_cast<const BlockQ6_K*>(src), dst, n);
+    default:
+      fail("unreachable: dequantize_kquant type ", dtype_name(t));
+  }
+}
+
+// K-quants: dequantize one super-block at a time (exact), then the same double accumulation.
+float dot_kquant(DType t, const void* row, const float* x, int64_t n) {
+  const size_t block_bytes = dtype_traits(t).block_bytes;
+  float buf[kQK_K];
+  double sum = 0.0;
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    dequantize_kquant(t, static_cast<const uint8_t*>(row) + static_cast<size_t>(b) * block_bytes, buf, kQK_K);
+    for (int64_t i = 0; i < kQK_K; ++i) sum += static_cast<double>(buf[i]) * x[b * kQK_K + i];
+  }
   return static_cast<float>(sum);
 }
 
@@ -139,7 +168,8 @@ float rope_yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
 }  // namespace
 
 bool supports(DType t) {
-  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0;
+  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0 ||
+         is_kquant(t);
 }
 
 float dot_row(DType t, const void* row, const float* x, int64_t n) {
@@ -155,6 +185,10 @@ float dot_row(DType t, const void* row, const float* x, int64_t n) {
       return dot_typed<DType::Q8_0>(row, x, n);
     case DType::Q4_0:
       return dot_typed<DType::Q4_0>(row, x, n);
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+      return dot_kquant(t, row, x, n);
     default:
       break;
   }
@@ -187,6 +221,13 @@ void matmul_rows(DType t, const uint8_t* w, size_t row_stride, int64_t n_in, con
       return matmul_rows_typed<DType::Q8_0>(w, row_stride, n_in, x, n_tokens, y, n_out, r0, r1);
     case DType::Q4_0:
       return matmul_rows_typed<DType::Q4_0>(w, row_stride, n_in, x, n_tokens, y, n_out, r0, r1);
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+      for (int64_t t_ = 0; t_ < n_tokens; ++t_)
+        for (int64_t r = r0; r < r1; ++r)
+          y[t_ * n_out + r] = dot_kquant(t, w + static_cast<size_t>(r) * row_stride, x + t_ * n_in, n_in);
+      return;
     default:
       break;
   }
@@ -285,6 +326,11 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     case DType::Q4_0:
       dequantize_typed<DType::Q4_0>(src, dst, n);
       return;
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+      dequantize_kquant(t, src, dst, n);
+      return;
     default:
       break;
   }
@@ -308,6 +354,15 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
       return;
     case DType::Q4_0:
       quantize_q4_0(src, static_cast<BlockQ4_0*>(dst), n);
+      return;
+    case DType::Q4_K:
+      quantize_row_q4_k(src, static_cast<BlockQ4_K*>(dst), n);
+      return;
+    case DType::Q5_K:
+      quantize_row_q5_k(src, static_cast<BlockQ5_K*>(dst), n);
+      return;
+    case DType::Q6_K:
+      quantize_row_q6_k(src, static_cast<BlockQ6_K*>(dst), n);
       return;
     default:
       break;

@@ -14,7 +14,7 @@
 
 namespace moe::kernels::ref {
 
-// Types dot_row and matmul accept as weights: F32, F16, BF16, Q8_0, Q4_0.
+// Types dot_row and matmul accept as weights: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K.
 bool supports(DType t);
 
 // sum_k row[k] * x[k] over n elements; row is stored as type t (n a multiple of its block size).
@@ -37,7 +37,8 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopePa
 void rope_yarn_corr_dims(int n_dims, int n_ctx_orig, float freq_base, float beta_fast, float beta_slow,
                          float dims[2]);
 
-// Conversions for F32, F16, BF16, Q8_0, Q4_0; throw moe::Error for other types or an n that is
+// Conversions for F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K (ggml's reference quantizers and
+// dequantizers, bit-exact); throw moe::Error for other types or an n that is
 // not a multiple of the block size.
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
