@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "model/deepseek2.h"
+#include "model/hf_model.h"
 #include "model/llama.h"
 #include "model/qwen2.h"
 
@@ -22,7 +23,8 @@ std::span<const ArchEntry> known_archs() { return kArchs; }
 
 LoadedModel load_model(const std::string& path) {
   LoadedModel m;
-  m.file = GgufFile::open(path);
+  // A Hugging Face directory reads as the GGUF llama.cpp's converter would make of it.
+  m.file = is_hf_model_dir(path) ? open_hf_model(path) : GgufFile::open(path);
   const std::string arch = m.file->get_string("general.architecture", "");
   MOE_CHECK(!arch.empty(), path, ": metadata key 'general.architecture' is missing");
   for (const ArchEntry& e : known_archs()) {

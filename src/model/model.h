@@ -78,7 +78,8 @@ struct LoadedModel {
   std::unique_ptr<Model> model;
 };
 
-// Loads a GGUF model. Throws moe::Error naming the file and the key or tensor at fault.
+// Loads a GGUF model file or a Hugging Face model directory (config.json + safetensors +
+// tokenizer.json). Throws moe::Error naming the file and the key or tensor at fault.
 LoadedModel load_model(const std::string& path);
 
 // The architectures this build knows, and building one from a parsed GGUF file.
