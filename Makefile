@@ -43,6 +43,7 @@ peers:
 bench: build peers
 	@bench/run.sh $(MOE) $(TESTDATA)
 	@bench/tokenizer_bench.sh $(BUILD)/bin/tokenizer_bench $(TESTDATA)
+	@bench/vs_llamacpp.sh $(MOE)
 
 format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.h')
