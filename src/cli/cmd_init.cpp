@@ -39,6 +39,8 @@ void run_init(const InitArgs& a) {
     MOE_CHECK(tokens != nullptr, a.tokenizer_from, ": has no tokenizer.ggml.tokens");
     c.n_vocab = static_cast<int64_t>(tokens->elems().size());
     opt.tokenizer_source = tok.get();
+  } else {
+    opt.synthetic_vocab = c.n_vocab >= 260;
   }
   const ParamCount n = count_params(c);
   // The writer holds the whole file in memory; keep that sane.

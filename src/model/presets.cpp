@@ -119,6 +119,12 @@ std::vector<Preset> make_presets() {
   seed.expert_weights_scale = 1.0f;
   p.push_back({"seed-moe", "the seed's MoE: 22 layers x 16 experts, top-2 softmax routing without renormalisation",
                seed});
+  // The benchmark models of bench/vs_llamacpp.sh: a small DeepSeek-V3-style MoE (1.25B total,
+  // 264M active parameters) and a dense Qwen2 of about 130M.
+  p.push_back({"bench-deepseek2", "benchmark MoE: hidden 1024, 8 layers (first dense), MLA, 64 experts top-6 + 2 shared",
+               deepseek(102400, 1024, 2816, 704, 8, 1, 8, 64, 6, 2, 384, true, 2.5f, 1, 1), 0.1f});
+  p.push_back({"bench-qwen2", "benchmark dense model: Qwen2 architecture, hidden 768, 12 layers",
+               dense("qwen2", 32000, 768, 2304, 12, 12, 2, 1000000.0f, 1e-6f, 32768)});
   for (Preset& q : p) q.config.name = q.name;
   return p;
 }
@@ -292,6 +298,41 @@ class RandomTensors {
   Rng rng_;
 };
 
+// Pieces "<unk>", "<s>", "</s>", "<0x00>".."<0xFF>", then "▁" followed by the base-26 spelling of
+// the index: unique, valid UTF-8, and tokenizable text never needs more than the byte fallback.
+void write_synthetic_vocab(GgufWriter& w, int64_t n_vocab) {
+  MOE_CHECK(n_vocab >= 260, "random model: a synthetic vocabulary needs at least 260 tokens, not ", n_vocab);
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<int32_t> types;
+  auto add = [&](std::string piece, float score, int32_t type) {
+    tokens.push_back(std::move(piece));
+    scores.push_back(score);
+    types.push_back(type);
+  };
+  add("<unk>", 0.0f, 2);  // llama.cpp token types: 1 normal, 2 unknown, 3 control, 6 byte
+  add("<s>", 0.0f, 3);
+  add("</s>", 0.0f, 3);
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    add(buf, 0.0f, 6);
+  }
+  for (int64_t i = 259; i < n_vocab; ++i) {
+    std::string s;
+    for (int64_t v = i; v > 0; v /= 26) s.insert(s.begin(), static_cast<char>('a' + v % 26));
+    s.insert(0, "\xe2\x96\x81");  // U+2581, SentencePiece's word boundary
+    add(std::move(s), -static_cast<float>(i), 1);
+  }
+  w.set("tokenizer.ggml.model", GgufValue::str("llama"));
+  w.set("tokenizer.ggml.tokens", GgufValue::str_array(tokens));
+  w.set("tokenizer.ggml.scores", GgufValue::f32_array(scores));
+  w.set("tokenizer.ggml.token_type", GgufValue::i32_array(types));
+  w.set("tokenizer.ggml.bos_token_id", GgufValue::u32(1));
+  w.set("tokenizer.ggml.eos_token_id", GgufValue::u32(2));
+  w.set("tokenizer.ggml.unknown_token_id", GgufValue::u32(0));
+}
+
 }  // namespace
 
 void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, const std::string& path) {
@@ -365,6 +406,7 @@ void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, con
               tokens ? tokens->elems().size() : 0, " tokens, the config ", c.n_vocab);
   }
 
+  if (!opt.tokenizer_source && opt.synthetic_vocab) write_synthetic_vocab(w, c.n_vocab);
   if (!opt.chat_template.empty()) w.set("tokenizer.chat_template", GgufValue::str(opt.chat_template));
 
   RandomTensors r(w, opt);

@@ -45,6 +45,10 @@ struct RandomModelOptions {
   // Copies every tokenizer.* key from this file (its vocabulary size must equal c.n_vocab).
   const GgufFile* tokenizer_source = nullptr;
   std::string chat_template;  // stored as tokenizer.chat_template when not empty
+  // Without a tokenizer_source: write a synthetic SentencePiece vocabulary of n_vocab pieces
+  // (<unk>, <s>, </s>, the 256 byte tokens, then made-up pieces) so that tools which require a
+  // tokenizer, llama.cpp among them, load the file. Needs n_vocab >= 260.
+  bool synthetic_vocab = false;
 };
 
 // Writes a GGUF of architecture c.arch with random weights, loadable by this engine and by
