@@ -18,6 +18,9 @@ struct Tensor {
   int64_t ne[4] = {1, 1, 1, 1};  // elements per dimension
   size_t nb[4] = {0, 0, 0, 0};   // bytes between consecutive entries of each dimension
   const void* data = nullptr;
+  // Q8_0 / Q4_0 only: rows are in the engine's grouped layout (kernels/ref/quant_dot.h,
+  // repack_rows), not GGUF's. Only matmul reads such tensors.
+  bool grouped = false;
 
   int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
   size_t n_bytes() const { return row_bytes(type, ne[0]) * static_cast<size_t>(ne[1] * ne[2] * ne[3]); }

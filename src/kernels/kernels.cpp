@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/ref/quant_dot.h"
 #include "kernels/ref/ref_kernels.h"
 
 namespace moe::kernels {
@@ -86,6 +87,25 @@ cpu::MatmulRowsFn matmul_fn(const cpu::IsaKernels& k, DType t) {
   }
 }
 
+cpu::QMatmulRowsFn qmatmul_fn(DType t) {
+  if (active_isa() == Isa::kScalar) return nullptr;
+  const cpu::QIsaKernels& k = cpu::kAvx2QKernels;
+  switch (t) {
+    case DType::Q8_0:
+      return k.q8_0;
+    case DType::Q4_0:
+      return k.q4_0;
+    case DType::Q4_K:
+      return k.q4_k;
+    case DType::Q5_K:
+      return k.q5_k;
+    case DType::Q6_K:
+      return k.q6_k;
+    default:
+      return nullptr;
+  }
+}
+
 // Rows per thread chunk boundary: a multiple of every row tile, and 64 bytes of y.
 constexpr int64_t kRowGrain = 16;
 // Below this many multiply-adds the pool's hand-off costs more than it saves.
@@ -118,7 +138,27 @@ void force_isa(Isa isa) {
 
 bool matmul_supports(DType t) { return ref::supports(t); }
 
+const Activations::Quantized& Activations::quantized(DType act) const {
+  const bool k = act == DType::Q8_K;
+  Quantized& q = k ? q8_k_ : q8_0_;
+  bool& have = k ? have_q8_k_ : have_q8_0_;
+  if (!have) {
+    q.qs.resize(static_cast<size_t>(n_tokens_ * n_in_));
+    q.d.resize(static_cast<size_t>(n_tokens_ * ref::act_d_per_row(act, n_in_)));
+    q.aux.resize(static_cast<size_t>(n_tokens_ * ref::act_aux_per_row(act, n_in_)));
+    ref::quantize_acts(act, x_, n_tokens_, n_in_, q.qs.data(), q.d.data(), q.aux.data());
+    have = true;
+  }
+  return q;
+}
+
 void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
+  matmul(w, Activations(x, n_tokens, w.ne[0]), y, pool);
+}
+
+void matmul(const Tensor& w, const Activations& xa, float* y, ThreadPool* pool) {
+  const float* x = xa.data();
+  const int64_t n_tokens = xa.n_tokens();
   MOE_CHECK(matmul_supports(w.type), "matmul: tensor '", w.name, "' has unsupported type ",
             dtype_name(w.type));
   const int64_t n_in = w.ne[0];
@@ -131,8 +171,32 @@ void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadP
   MOE_CHECK(w.nb[1] >= min_stride && w.nb[2] == w.nb[1] * static_cast<size_t>(w.ne[1]) &&
                 w.nb[3] == w.nb[2] * static_cast<size_t>(w.ne[2]),
             "matmul: tensor '", w.name, "' ", w.shape_str(), " does not have evenly spaced rows");
+  MOE_CHECK(xa.n_in() == n_in, "matmul: tensor '", w.name, "' takes ", n_in, " inputs, not ", xa.n_in());
   if (n_out == 0 || n_tokens == 0) return;
   MOE_CHECK(w.data != nullptr && x != nullptr && y != nullptr, "matmul: tensor '", w.name, "' has no data");
+  const bool parallel = pool != nullptr && pool->size() > 1 && n_out * n_in * n_tokens >= kMinParallelWork;
+
+  const DType act = ref::act_type_for(w.type);
+  if (act != DType::F32) {
+    const Activations::Quantized& q = xa.quantized(act);
+    const ref::QMatmulArgs qa{static_cast<const uint8_t*>(w.data), w.nb[1], w.grouped,
+                              ref::QuantizedActsView{q.qs.data(), q.d.data(), q.aux.data(), n_in, n_tokens}, y,
+                              n_out};
+    const cpu::QMatmulRowsFn qfn = qmatmul_fn(w.type);
+    auto qrows = [&](int, int64_t r0, int64_t r1) {
+      if (qfn) {
+        qfn(qa, r0, r1);
+      } else {
+        ref::qmatmul_rows(w.type, qa, r0, r1);
+      }
+    };
+    if (parallel) {
+      pool->run(n_out, qrows, kRowGrain);
+    } else {
+      qrows(0, 0, n_out);
+    }
+    return;
+  }
 
   const cpu::IsaKernels* simd = simd_kernels();
   const cpu::MatmulArgs args{static_cast<const uint8_t*>(w.data), w.nb[1], n_in, x, n_tokens, y, n_out};
@@ -144,7 +208,7 @@ void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadP
       ref::matmul_rows(w.type, args.w, args.row_stride, n_in, x, n_tokens, y, n_out, r0, r1);
     }
   };
-  if (pool == nullptr || pool->size() == 1 || n_out * n_in * n_tokens < kMinParallelWork) {
+  if (!parallel) {
     rows(0, 0, n_out);
   } else {
     pool->run(n_out, rows, kRowGrain);

@@ -25,10 +25,37 @@ void force_isa(Isa isa);            // clamps to detected_isa(); for tests and b
 // Types matmul accepts as weights.
 bool matmul_supports(DType t);
 
+// A matmul input, [n_tokens, n_in] f32 row-major, with the quantized forms the integer kernels
+// use (Q8_0 for Q8_0/Q4_0 weights, Q8_K for K-quants) made on first use and kept: pass one
+// Activations to every matmul over the same input (q/kv projections, gate/up) and it is
+// quantized once. *x must stay live and unchanged while this object is in use; not thread-safe.
+class Activations {
+ public:
+  Activations(const float* x, int64_t n_tokens, int64_t n_in) : x_(x), n_tokens_(n_tokens), n_in_(n_in) {}
+  const float* data() const { return x_; }
+  int64_t n_tokens() const { return n_tokens_; }
+  int64_t n_in() const { return n_in_; }
+  // The input quantized as act (DType::Q8_0 or DType::Q8_K).
+  struct Quantized {
+    std::vector<int8_t> qs;   // [n_tokens, n_in]
+    std::vector<float> d;     // [n_tokens, n_in / block]
+    std::vector<int32_t> aux; // see kernels/ref/quant_dot.h
+  };
+  const Quantized& quantized(DType act) const;
+
+ private:
+  const float* x_;
+  int64_t n_tokens_, n_in_;
+  mutable Quantized q8_0_, q8_k_;
+  mutable bool have_q8_0_ = false, have_q8_k_ = false;
+};
+
 // y[t][r] = sum_k W[r][k] * x[t][k]
 //   w: ne = {n_in, n_out} (rows of type w.type, contiguous within a row)
 //   x: [n_tokens, n_in] f32, row-major;  y: [n_tokens, n_out] f32
-// pool may be null (single thread).
+// pool may be null (single thread). Q8_0, Q4_0 and K-quant weights multiply x quantized to
+// Q8_0 / Q8_K with integer dot products, as llama.cpp does; other types multiply f32 x.
+void matmul(const Tensor& w, const Activations& x, float* y, ThreadPool* pool);
 void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool);
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]; weight may be null (no scale). out may be x.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/ref/quant_dot.h"
 #include "kernels/ref/ref_kernels.h"
 
 #if defined(__x86_64__)
@@ -82,11 +83,30 @@ Weights make_weights(DType type, int64_t n_in, int64_t n_out, uint32_t seed, siz
   return w;
 }
 
-// Checks y against the reference with |dy| <= 1e-5 * sum_k |w * x| + 1e-6.
-void expect_matmul_close(const Weights& w, const std::vector<float>& x, int64_t n_tokens,
+// The values the integer kernels multiply: x as quantized for the weight type (Q8_0 / Q8_K)
+// and dequantized; x itself for float weights.
+std::vector<float> effective_x(DType type, const std::vector<float>& x, int64_t n_tokens, int64_t n_in) {
+  const DType act = ref::act_type_for(type);
+  if (act == DType::F32) return x;
+  std::vector<int8_t> qs(static_cast<size_t>(n_tokens * n_in));
+  std::vector<float> d(static_cast<size_t>(n_tokens * ref::act_d_per_row(act, n_in)));
+  std::vector<int32_t> aux(static_cast<size_t>(n_tokens * ref::act_aux_per_row(act, n_in)));
+  ref::quantize_acts(act, x.data(), n_tokens, n_in, qs.data(), d.data(), aux.data());
+  const int64_t block = act == DType::Q8_K ? 256 : 32;
+  std::vector<float> out(x.size());
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t i = 0; i < n_in; ++i)
+      out[t * n_in + i] = d[t * (n_in / block) + i / block] * static_cast<float>(qs[t * n_in + i]);
+  return out;
+}
+
+// Checks y against the reference with |dy| <= 1e-5 * sum_k |w * x| + 1e-6, where x is what the
+// kernel multiplies (effective_x).
+void expect_matmul_close(const Weights& w, const std::vector<float>& x_in, int64_t n_tokens,
                          const std::vector<float>& y, const std::string& what) {
   const int64_t n_in = w.tensor.ne[0];
   const int64_t n_out = w.tensor.ne[1];
+  const std::vector<float> x = effective_x(w.tensor.type, x_in, n_tokens, n_in);
   std::vector<float> want(static_cast<size_t>(n_tokens * n_out));
   ref::matmul(w.tensor, x.data(), n_tokens, want.data());
   int failures = 0;

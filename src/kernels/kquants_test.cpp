@@ -18,6 +18,7 @@
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
 #include "kernels/kernels.h"
+#include "kernels/ref/quant_dot.h"
 #include "kernels/ref/ref_kernels.h"
 #include "testdata.h"
 
@@ -273,14 +274,26 @@ TEST(KQuant, MatmulEveryIsaEqualsReference) {
       for (int64_t n_tokens : {1, 3, 8}) {
         std::vector<float> x(n_in * n_tokens);
         for (float& v : x) v = u(rng);
+        // The integer reference (ref/quant_dot.h), and it against the dequantized weights times
+        // the quantized activations in double.
+        std::vector<int8_t> qs(n_in * n_tokens);
+        std::vector<float> d(n_tokens * (n_in / 256));
+        std::vector<int32_t> aux(n_tokens * (n_in / 16));
+        ref::quantize_acts(DType::Q8_K, x.data(), n_tokens, n_in, qs.data(), d.data(), aux.data());
         std::vector<float> want(n_out * n_tokens);
-        ref::matmul(w, x.data(), n_tokens, want.data());
-        // The reference itself: the dequantized values dotted in double.
+        const ref::QMatmulArgs qa{bytes.data(), rb, false,
+                                  ref::QuantizedActsView{qs.data(), d.data(), aux.data(), n_in, n_tokens}, want.data(),
+                                  n_out};
+        ref::qmatmul_rows(t, qa, 0, n_out);
         for (int64_t k = 0; k < n_tokens; ++k)
           for (int64_t r = 0; r < n_out; ++r) {
-            double s = 0;
-            for (int64_t i = 0; i < n_in; ++i) s += double(values[r * n_in + i]) * x[k * n_in + i];
-            ASSERT_EQ(want[k * n_out + r], float(s));
+            double s = 0, mag = 0;
+            for (int64_t i = 0; i < n_in; ++i) {
+              const double p = double(values[r * n_in + i]) * d[k * (n_in / 256) + i / 256] * qs[k * n_in + i];
+              s += p;
+              mag += std::fabs(p);
+            }
+            ASSERT_LE(std::fabs(want[k * n_out + r] - s), 1e-5 * mag + 1e-6);
           }
         for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
           if (static_cast<int>(isa) > static_cast<int>(detected_isa())) continue;

@@ -1,9 +1,11 @@
 #include "model/decoder.h"
 
+#include <cstdlib>
 #include <string>
 
 #include "core/error.h"
 #include "kernels/kernels.h"
+#include "kernels/ref/quant_dot.h"
 #include "model/weights.h"
 
 namespace moe {
@@ -174,7 +176,55 @@ DecoderWeights load_decoder(const GgufFile& file, const ModelConfig& c, const De
       l.ffn = load_ffn(w, c, b, "", c.n_ff);
     }
   }
+  group_matrices(d);
   return d;
+}
+
+namespace {
+
+void group_matrix(Tensor& t, std::vector<std::vector<uint8_t>>& owned) {
+  if ((t.type != DType::Q8_0 && t.type != DType::Q4_0) || t.grouped || t.data == nullptr) return;
+  const size_t rb = row_bytes(t.type, t.ne[0]);
+  std::vector<uint8_t>& buf = owned.emplace_back(rb * static_cast<size_t>(t.rows()));
+  kernels::ref::group_rows(t.type, static_cast<const uint8_t*>(t.data), t.nb[1], t.rows(), t.ne[0], buf.data());
+  t.data = buf.data();
+  t.nb[1] = rb;
+  t.nb[2] = rb * static_cast<size_t>(t.ne[1]);
+  t.nb[3] = t.nb[2] * static_cast<size_t>(t.ne[2]);
+  t.grouped = true;
+}
+
+}  // namespace
+
+void group_matrices(DecoderWeights& d) {
+  if (const char* env = std::getenv("MOE_REPACK"); env != nullptr && std::string(env) == "0") return;
+  auto& o = d.owned;
+  group_matrix(d.output, o);
+  for (DecoderLayer& l : d.layers) {
+    if (l.gqa)
+      for (Tensor* t : {&l.gqa->wq, &l.gqa->wk, &l.gqa->wv, &l.gqa->wo}) group_matrix(*t, o);
+    if (l.mla) {
+      MlaWeights& m = *l.mla;
+      for (std::optional<Tensor>* t : {&m.wq, &m.wq_a, &m.wq_b})
+        if (*t) group_matrix(**t, o);
+      group_matrix(m.wkv_a, o);
+      group_matrix(m.wo, o);
+      for (Tensor& t : m.wk_b) group_matrix(t, o);
+      for (Tensor& t : m.wv_b) group_matrix(t, o);
+    }
+    auto ffn = [&](FfnWeights& f) {
+      group_matrix(f.gate, o);
+      group_matrix(f.up, o);
+      group_matrix(f.down, o);
+    };
+    if (l.ffn) ffn(*l.ffn);
+    if (l.moe) {
+      group_matrix(l.moe->gate_inp, o);
+      for (auto* v : {&l.moe->gate, &l.moe->up, &l.moe->down})
+        for (Tensor& t : *v) group_matrix(t, o);
+      if (l.moe->shared) ffn(*l.moe->shared);
+    }
+  }
 }
 
 DecoderModel::DecoderModel(ModelConfig cfg, DecoderWeights w) : w_(std::move(w)) { config_ = std::move(cfg); }

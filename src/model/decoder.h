@@ -29,11 +29,18 @@ struct DecoderWeights {
   std::vector<float> output_norm;   // [n_embd]
   Tensor output;                    // ne {n_embd, n_vocab}; tok_embd when tied
   std::vector<DecoderLayer> layers;
+  // Memory behind matrices regrouped at load time (Q8_0 / Q4_0 in the kernels' grouped layout).
+  std::vector<std::vector<uint8_t>> owned;
 };
 
 struct DecoderOptions {
   bool qkv_bias = false;  // Qwen2: attn_{q,k,v}.bias (required)
 };
+
+// Copies every Q8_0 / Q4_0 matrix the forward pass multiplies into the kernels' grouped layout
+// (kernels/ref/quant_dot.h) in memory the weights own; the embedding table stays as it is.
+// Skipped when MOE_REPACK=0 is set in the environment.
+void group_matrices(DecoderWeights& d);
 
 // Reads every tensor the config calls for (blk.N.attn_q.weight, ...), checking shapes; throws
 // moe::Error naming the tensor. Accepts both MLA layouts (attn_kv_b, or attn_k_b + attn_v_b)

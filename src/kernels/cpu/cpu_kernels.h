@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/ref/quant_dot.h"
+
 namespace moe::kernels::cpu {
 
 // One matmul call, as the dispatcher validated it. Row r of the weights starts at
@@ -51,6 +53,19 @@ struct IsaKernels {
   void (*softmax)(float* x, int64_t n);
   void (*swiglu)(const float* gate, const float* up, float* out, int64_t n);
 };
+
+// Integer kernels over quantized activations (ref/quant_dot.h defines their exact results):
+// rows [r0, r1) of one matmul. Null entries fall back to the reference.
+using QMatmulRowsFn = void (*)(const ref::QMatmulArgs& args, int64_t r0, int64_t r1);
+struct QIsaKernels {
+  QMatmulRowsFn q8_0;
+  QMatmulRowsFn q4_0;
+  QMatmulRowsFn q4_k;
+  QMatmulRowsFn q5_k;
+  QMatmulRowsFn q6_k;
+};
+// AVX2 + FMA + F16C (qdot_avx2.cpp); the AVX-512 path uses it too (same results by contract).
+extern const QIsaKernels kAvx2QKernels;
 
 // Defined in kernels_avx2.cpp / kernels_avx512.cpp; constant-initialised, so reading them runs
 // no ISA-specific code. Only call through them after checking the CPU.

@@ -1,0 +1,359 @@
+// AVX2 integer kernels: quantized weights times activations quantized to Q8_0 / Q8_K
+// (maddubs + madd; the CPUs this targets may lack VNNI). Each function reproduces the reference
+// in ref/quant_dot.cpp bit for bit: integer sums are exact, and the float steps follow the
+// order that header defines. See cpu_kernels.h for why everything here has internal linkage.
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace moe::kernels::cpu {
+namespace {
+
+#define MOE_ALWAYS_INLINE inline __attribute__((always_inline))
+#define MOE_UNROLL _Pragma("GCC unroll 16")
+
+using ref::QMatmulArgs;
+
+MOE_ALWAYS_INLINE float load_fp16(const uint8_t* p) {
+  uint16_t h;
+  __builtin_memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+MOE_ALWAYS_INLINE __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+MOE_ALWAYS_INLINE __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+
+// Sum of the 8 int32 lanes (exact).
+MOE_ALWAYS_INLINE int32_t hsum_i32(__m256i v) {
+  __m128i q = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  q = _mm_add_epi32(q, _mm_unpackhi_epi64(q, q));
+  q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 1));
+  return _mm_cvtsi128_si32(q);
+}
+
+// The reference's reduction of the 8 accumulators: [l] + [l + 4], then [l] + [l + 2], then
+// [0] + [1].
+MOE_ALWAYS_INLINE float reduce8(__m256 acc) {
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_add_ss(q, _mm_movehdup_ps(q));
+  return _mm_cvtss_f32(q);
+}
+
+// Lane b of the result: the sum of the 8 lanes of v[b] (exact).
+MOE_ALWAYS_INLINE __m256i lane_sums8(const __m256i (&v)[8]) {
+  const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i a = _mm256_hadd_epi32(h01, h23), b = _mm256_hadd_epi32(h45, h67);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+// ---- Q8_0 and Q4_0 weights against Q8_0 activations -------------------------------------------
+//
+// Work goes by groups of 8 blocks: each block's products are summed to 8 int32 lanes
+// (maddubs + madd), the 8 blocks' lanes are reduced to one vector holding block b's sum in
+// lane b, and that vector is scaled and accumulated with one multiply and one fma. Rows may be
+// in GGUF's layout or the grouped one (ref/quant_dot.h), which lets the 8 scales load at once
+// and Q4_0 unpack two blocks per load.
+
+MOE_ALWAYS_INLINE __m256i madd_ones(__m256i p16) { return _mm256_madd_epi16(p16, _mm256_set1_epi16(1)); }
+
+// Signed w times signed x: |w| (unsigned) times x with w's sign.
+MOE_ALWAYS_INLINE __m256i dot_s8(__m256i w, __m256i x) {
+  return madd_ones(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)));
+}
+
+// GGUF's Q4_0 quants (16 bytes: elements 0..15 low nibbles, 16..31 high) as 32 bytes 0..15.
+MOE_ALWAYS_INLINE __m256i unpack_q4_0(const uint8_t* q) {
+  const __m128i v = load128(q);
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+}
+
+constexpr size_t kQ8Bytes = 34, kQ4Bytes = 18;
+constexpr int64_t kPrefetchBlocks = 64;
+
+// The integer sums of blocks 8g .. 8g + kb - 1 of one row against one token (x: the token's
+// quants from block 8g on), lane k for block 8g + k; lanes from kb on are 0. For Q4_0 these are
+// sums of q * x with q in 0..15 (the caller subtracts 8 * sum(x)).
+template <bool kQ4, bool kGrouped, bool kFull>
+MOE_ALWAYS_INLINE __m256i group_sums(const uint8_t* row, int64_t g, int kb, const int8_t* x) {
+  constexpr size_t kBytes = kQ4 ? kQ4Bytes : kQ8Bytes;
+  if constexpr (kFull) kb = 8;
+  const uint8_t* base = row + static_cast<size_t>(g) * 8 * kBytes;
+  __m256i m[8];
+  MOE_UNROLL
+  for (int k = 0; k < 8; ++k) m[k] = _mm256_setzero_si256();
+  if constexpr (!kQ4) {
+    MOE_UNROLL
+    for (int k = 0; k < 8; ++k) {
+      if (kFull || k < kb) {
+        const __m256i w = kGrouped ? load256(base + 2 * kb + 32 * k) : load256(base + k * kBytes + 2);
+        m[k] = dot_s8(w, load256(x + 32 * k));
+      }
+    }
+  } else if constexpr (kGrouped) {
+    const uint8_t* q = base + 2 * kb;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    MOE_UNROLL
+    for (int k = 0; k < 8; k += 2) {
+      if (kFull || k + 1 < kb) {
+        const __m256i v = load256(q + 16 * k);
+        m[k] = madd_ones(_mm256_maddubs_epi16(_mm256_and_si256(v, m4), load256(x + 32 * k)));
+        m[k + 1] = madd_ones(_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), load256(x + 32 * k + 32)));
+      } else if (k < kb) {
+        m[k] = madd_ones(_mm256_maddubs_epi16(unpack_q4_0(q + 16 * k), load256(x + 32 * k)));
+      }
+    }
+  } else {
+    MOE_UNROLL
+    for (int k = 0; k < 8; ++k) {
+      if (kFull || k < kb) m[k] = madd_ones(_mm256_maddubs_epi16(unpack_q4_0(base + k * kBytes + 2), load256(x + 32 * k)));
+    }
+  }
+  return lane_sums8(m);
+}
+
+// The 8 fp16 weight scales of group g as f32 (0 from lane kb on).
+template <bool kQ4, bool kGrouped, bool kFull>
+MOE_ALWAYS_INLINE __m256 group_scales(const uint8_t* row, int64_t g, int kb) {
+  constexpr size_t kBytes = kQ4 ? kQ4Bytes : kQ8Bytes;
+  const uint8_t* base = row + static_cast<size_t>(g) * 8 * kBytes;
+  if constexpr (kGrouped && kFull) return _mm256_cvtph_ps(load128(base));
+  alignas(16) uint16_t h[8] = {};
+  for (int k = 0; k < (kFull ? 8 : kb); ++k) __builtin_memcpy(&h[k], kGrouped ? base + 2 * k : base + k * kBytes, 2);
+  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+}
+
+// y for rows [r, r + R) and tokens [t0, t0 + T): per group, the weights' scales are read once
+// per row and the quants once from memory (then from L1 for the other tokens).
+template <bool kQ4, bool kGrouped, int R, int T>
+void tile32(const QMatmulArgs& a, int64_t r, int64_t t0) {
+  const int64_t n_in = a.x.n_in, nb = n_in / 32;
+  __m256 acc[R][T];
+  MOE_UNROLL
+  for (int i = 0; i < R; ++i) MOE_UNROLL
+  for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+  const uint8_t* w[R];
+  MOE_UNROLL
+  for (int i = 0; i < R; ++i) w[i] = a.w + static_cast<size_t>(r + i) * a.row_stride;
+  const int8_t* xq[T];
+  const float* xd[T];
+  const int32_t* xa[T];
+  MOE_UNROLL
+  for (int j = 0; j < T; ++j) {
+    xq[j] = a.x.qs + (t0 + j) * n_in;
+    xd[j] = a.x.d + (t0 + j) * nb;
+    xa[j] = a.x.aux + (t0 + j) * nb;
+  }
+  const int64_t full = nb / 8;
+  for (int64_t g = 0; g < full; ++g) {
+    // Streams from DRAM run at a fraction of the bandwidth on the hardware prefetcher alone.
+    MOE_UNROLL
+    for (int i = 0; i < R; ++i) {
+      const char* p = reinterpret_cast<const char*>(w[i]) + (g * 8 + kPrefetchBlocks) * (kQ4 ? kQ4Bytes : kQ8Bytes);
+      _mm_prefetch(p, _MM_HINT_T0);
+      _mm_prefetch(p + 64, _MM_HINT_T0);
+      if constexpr (!kQ4) _mm_prefetch(p + 128, _MM_HINT_T0), _mm_prefetch(p + 192, _MM_HINT_T0), _mm_prefetch(p + 256, _MM_HINT_T0);
+    }
+    __m256 dw[R];
+    MOE_UNROLL
+    for (int i = 0; i < R; ++i) dw[i] = group_scales<kQ4, kGrouped, true>(w[i], g, 8);
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) {
+      const __m256 dx = _mm256_loadu_ps(xd[j] + 8 * g);
+      MOE_UNROLL
+      for (int i = 0; i < R; ++i) {
+        __m256i sums = group_sums<kQ4, kGrouped, true>(w[i], g, 8, xq[j] + 256 * g);
+        if constexpr (kQ4) sums = _mm256_sub_epi32(sums, load256(xa[j] + 8 * g));
+        acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw[i], dx), _mm256_cvtepi32_ps(sums), acc[i][j]);
+      }
+    }
+  }
+  if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) {
+    const int64_t g = full;
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) {
+      alignas(32) float dxb[8] = {};
+      alignas(32) int32_t auxb[8] = {};
+      __builtin_memcpy(dxb, xd[j] + 8 * g, sizeof(float) * kb);
+      __builtin_memcpy(auxb, xa[j] + 8 * g, sizeof(int32_t) * kb);
+      const __m256 dx = _mm256_load_ps(dxb);
+      MOE_UNROLL
+      for (int i = 0; i < R; ++i) {
+        const __m256 dw = group_scales<kQ4, kGrouped, false>(w[i], g, kb);
+        __m256i sums = group_sums<kQ4, kGrouped, false>(w[i], g, kb, xq[j] + 256 * g);
+        if constexpr (kQ4) sums = _mm256_sub_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(auxb)));
+        acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(sums), acc[i][j]);
+      }
+    }
+  }
+  MOE_UNROLL
+  for (int i = 0; i < R; ++i) MOE_UNROLL
+  for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r + i] = reduce8(acc[i][j]);
+}
+
+// Decode (one token): 2 rows at a time. Batches: one row against 4 tokens at a time, rows
+// outermost, so a row stays in L1 while every token passes over it.
+template <bool kQ4, bool kGrouped>
+void qmatmul32_layout(const QMatmulArgs& a, int64_t r0, int64_t r1) {
+  const int64_t nt = a.x.n_tokens;
+  if (nt == 1) {
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) tile32<kQ4, kGrouped, 2, 1>(a, r, 0);
+    for (; r < r1; ++r) tile32<kQ4, kGrouped, 1, 1>(a, r, 0);
+    return;
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    int64_t t0 = 0;
+    for (; t0 + 4 <= nt; t0 += 4) tile32<kQ4, kGrouped, 1, 4>(a, r, t0);
+    switch (nt - t0) {
+      case 3:
+        tile32<kQ4, kGrouped, 1, 3>(a, r, t0);
+        break;
+      case 2:
+        tile32<kQ4, kGrouped, 1, 2>(a, r, t0);
+        break;
+      case 1:
+        tile32<kQ4, kGrouped, 1, 1>(a, r, t0);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+template <bool kQ4>
+void qmatmul32(const QMatmulArgs& a, int64_t r0, int64_t r1) {
+  if (a.grouped) {
+    qmatmul32_layout<kQ4, true>(a, r0, r1);
+  } else {
+    qmatmul32_layout<kQ4, false>(a, r0, r1);
+  }
+}
+
+// ---- K-quants against Q8_K activations ---------------------------------------------------------
+
+// The 8 (scale, min) pairs of a Q4_K/Q5_K block (get_scale_min_k4 for every j).
+MOE_ALWAYS_INLINE void k4_scales(const uint8_t* q, uint8_t sc[8], uint8_t m[8]) {
+  for (int j = 0; j < 4; ++j) {
+    sc[j] = q[j] & 63;
+    m[j] = q[j + 4] & 63;
+  }
+  for (int j = 4; j < 8; ++j) {
+    sc[j] = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    m[j] = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+// Q4_K (kQ5 false) or Q5_K: one row against one token.
+template <bool kQ5>
+float dot_k_asym(const uint8_t* w, const int8_t* xq, const float* xd, const int32_t* xaux, int64_t nsb) {
+  constexpr size_t kBytes = kQ5 ? 176 : 144;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  float acc = 0.0f;
+  for (int64_t i = 0; i < nsb; ++i) {
+    const uint8_t* blk = w + static_cast<size_t>(i) * kBytes;
+    uint8_t sc[8], m[8];
+    k4_scales(blk + 4, sc, m);
+    const uint8_t* qs = blk + (kQ5 ? 48 : 16);
+    const int8_t* x = xq + i * 256;
+    __m256i hbits = kQ5 ? load256(blk + 16) : _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256();
+    MOE_UNROLL
+    for (int g = 0; g < 4; ++g) {
+      const __m256i bits = load256(qs + 32 * g);
+      __m256i lo = _mm256_and_si256(bits, m4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+      if constexpr (kQ5) {
+        const __m256i one = _mm256_set1_epi8(1);
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
+        hbits = _mm256_srli_epi16(hbits, 2);
+      }
+      const __m256i plo = _mm256_maddubs_epi16(lo, load256(x + 64 * g));
+      const __m256i phi = _mm256_maddubs_epi16(hi, load256(x + 64 * g + 32));
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * g])));
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * g + 1])));
+    }
+    const int32_t* bs = xaux + i * 16;
+    int32_t summ = 0;
+    for (int j = 0; j < 8; ++j) summ += m[j] * (bs[2 * j] + bs[2 * j + 1]);
+    const float d = load_fp16(blk) * xd[i];
+    const float dmin = load_fp16(blk + 2) * xd[i];
+    acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(hsum_i32(sumi))), _mm_set_ss(acc)));
+    acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(-dmin), _mm_set_ss(static_cast<float>(summ)), _mm_set_ss(acc)));
+  }
+  return acc;
+}
+
+float dot_q6_k(const uint8_t* w, const int8_t* xq, const float* xd, const int32_t* xaux, int64_t nsb) {
+  constexpr size_t kBytes = 210;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+  float acc = 0.0f;
+  for (int64_t i = 0; i < nsb; ++i) {
+    const uint8_t* blk = w + static_cast<size_t>(i) * kBytes;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+    const int8_t* x = xq + i * 256;
+    __m256i sumi = _mm256_setzero_si256();
+    MOE_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = load256(blk + 64 * h), ql1 = load256(blk + 64 * h + 32);
+      const __m256i qh = load256(blk + 128 + 32 * h);
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
+          _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
+      };
+      MOE_UNROLL
+      for (int k = 0; k < 4; ++k) {
+        const __m256i p = _mm256_maddubs_epi16(q[k], load256(x + 128 * h + 32 * k));
+        const int j = 8 * h + 2 * k;  // sub-blocks j (low 128 bits) and j + 1 (high)
+        const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[j + 1]), _mm_set1_epi16(sc[j]));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+      }
+    }
+    // q was stored + 32: subtract 32 * sum_j sc[j] * (sum of x over sub-block j).
+    const int32_t* bs = xaux + i * 16;
+    const __m256i sc_lo = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)));
+    const __m256i sc_hi = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8)));
+    const __m256i corr =
+        _mm256_add_epi32(_mm256_mullo_epi32(sc_lo, load256(bs)), _mm256_mullo_epi32(sc_hi, load256(bs + 8)));
+    const int32_t total = hsum_i32(sumi) - 32 * hsum_i32(corr);
+    const float d = load_fp16(blk + 208) * xd[i];
+    acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(total)), _mm_set_ss(acc)));
+  }
+  return acc;
+}
+
+template <int kKind>  // 0 Q4_K, 1 Q5_K, 2 Q6_K
+void qmatmul_k(const QMatmulArgs& a, int64_t r0, int64_t r1) {
+  const int64_t n_in = a.x.n_in, nsb = n_in / 256;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* w = a.w + static_cast<size_t>(r) * a.row_stride;
+    for (int64_t t = 0; t < a.x.n_tokens; ++t) {
+      const int8_t* xq = a.x.qs + t * n_in;
+      const float* xd = a.x.d + t * nsb;
+      const int32_t* xa = a.x.aux + t * (n_in / 16);
+      float v;
+      if constexpr (kKind == 2) {
+        v = dot_q6_k(w, xq, xd, xa, nsb);
+      } else {
+        v = dot_k_asym<kKind == 1>(w, xq, xd, xa, nsb);
+      }
+      a.y[t * a.n_out + r] = v;
+    }
+  }
+}
+
+}  // namespace
+
+extern const QIsaKernels kAvx2QKernels = {qmatmul32<false>, qmatmul32<true>, qmatmul_k<0>, qmatmul_k<1>,
+                                          qmatmul_k<2>};
+
+}  // namespace moe::kernels::cpu
