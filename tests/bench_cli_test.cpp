@@ -172,6 +172,8 @@ TEST_F(BenchCli, BadFlagsNameTheProblem) {
       {"bench -m " + model + " -p 0", "-p must be at least 1"},
       {"bench -m " + model + " -p -3", "-p must be at least 1"},
       {"bench -m " + model + " -n -1", "-n must not be negative"},
+      {"bench -m " + model + " -p 100000000", "-p must be at most 65536"},
+      {"bench -m " + model + " -n 100000000", "-n must be at most 65536"},
       {"bench -m " + model + " -r 0", "-r must be at least 1"},
       {"bench -m " + model + " -t -2", "--threads"},
       {"bench -m " + model + " -p many", "--n-prompt"},

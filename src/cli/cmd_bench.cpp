@@ -192,6 +192,9 @@ void run_bench(const BenchArgs& a) {
   MOE_CHECK(!a.model.empty(), "bench: -m MODEL is required (or --membw to measure memory bandwidth only)");
   MOE_CHECK(a.n_prompt >= 1, "bench: -p must be at least 1, not ", a.n_prompt);
   MOE_CHECK(a.n_gen >= 0, "bench: -n must not be negative, not ", a.n_gen);
+  constexpr int64_t kMaxTokens = 65536;  // every repetition allocates a cache of max(p, n) positions
+  MOE_CHECK(a.n_prompt <= kMaxTokens, "bench: -p must be at most ", kMaxTokens, ", not ", a.n_prompt);
+  MOE_CHECK(a.n_gen <= kMaxTokens, "bench: -n must be at most ", kMaxTokens, ", not ", a.n_gen);
   MOE_CHECK(a.reps >= 1, "bench: -r must be at least 1, not ", a.reps);
 
   LoadedModel m = load_model(a.model);
