@@ -153,11 +153,12 @@ TEST(MoeModel, SeedMoeRoutesEveryTokenToExactlyTwoExperts) {
   const GgufFile& f = *m.file;
   MoeWeights w;
   w.gate_inp = f.tensor(*f.find_tensor("blk.0.ffn_gate_inp.weight"));
-  for (const char* part : {"gate", "up", "down"}) {
-    const Tensor t = f.tensor(*f.find_tensor(std::string("blk.0.ffn_") + part + "_exps.weight"));
-    for (int64_t e = 0; e < c.n_expert; ++e)
-      (part[0] == 'g' ? w.gate : part[0] == 'u' ? w.up : w.down).push_back(expert_slice(t, e));
-  }
+  auto stacked = [&](const char* part) {
+    return f.tensor(*f.find_tensor(std::string("blk.0.ffn_") + part + "_exps.weight"));
+  };
+  const Tensor gate = stacked("gate"), up = stacked("up"), down = stacked("down");
+  for (int64_t e = 0; e < c.n_expert; ++e)
+    w.experts.push_back(FfnWeights{expert_slice(gate, e), expert_slice(up, e), expert_slice(down, e)});
   const int64_t n_tokens = 37;
   std::vector<float> h(static_cast<size_t>(n_tokens * c.n_embd));
   for (size_t i = 0; i < h.size(); ++i) h[i] = std::sin(0.37f * static_cast<float>(i));

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 
 #include "core/error.h"
@@ -156,7 +157,15 @@ void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadP
   matmul(w, Activations(x, n_tokens, w.ne[0]), y, pool);
 }
 
-void matmul(const Tensor& w, const Activations& xa, float* y, ThreadPool* pool) {
+void Activations::prepare_for(DType w) const {
+  const DType act = ref::act_type_for(w);
+  if (act != DType::F32) quantized(act);
+}
+
+namespace {
+
+// Validates a matmul and returns a function computing rows [r0, r1) of it.
+std::function<void(int64_t, int64_t)> matmul_job(const Tensor& w, const Activations& xa, float* y) {
   const float* x = xa.data();
   const int64_t n_tokens = xa.n_tokens();
   MOE_CHECK(matmul_supports(w.type), "matmul: tensor '", w.name, "' has unsupported type ",
@@ -171,10 +180,11 @@ void matmul(const Tensor& w, const Activations& xa, float* y, ThreadPool* pool) 
   MOE_CHECK(w.nb[1] >= min_stride && w.nb[2] == w.nb[1] * static_cast<size_t>(w.ne[1]) &&
                 w.nb[3] == w.nb[2] * static_cast<size_t>(w.ne[2]),
             "matmul: tensor '", w.name, "' ", w.shape_str(), " does not have evenly spaced rows");
+  MOE_CHECK(!w.grouped || w.type == DType::Q8_0 || w.type == DType::Q4_0, "matmul: tensor '", w.name,
+            "' is marked grouped but has type ", dtype_name(w.type));
   MOE_CHECK(xa.n_in() == n_in, "matmul: tensor '", w.name, "' takes ", n_in, " inputs, not ", xa.n_in());
-  if (n_out == 0 || n_tokens == 0) return;
+  if (n_out == 0 || n_tokens == 0) return [](int64_t, int64_t) {};
   MOE_CHECK(w.data != nullptr && x != nullptr && y != nullptr, "matmul: tensor '", w.name, "' has no data");
-  const bool parallel = pool != nullptr && pool->size() > 1 && n_out * n_in * n_tokens >= kMinParallelWork;
 
   const DType act = ref::act_type_for(w.type);
   if (act != DType::F32) {
@@ -183,36 +193,44 @@ void matmul(const Tensor& w, const Activations& xa, float* y, ThreadPool* pool) 
                               ref::QuantizedActsView{q.qs.data(), q.d.data(), q.aux.data(), n_in, n_tokens}, y,
                               n_out};
     const cpu::QMatmulRowsFn qfn = qmatmul_fn(w.type);
-    auto qrows = [&](int, int64_t r0, int64_t r1) {
+    const DType type = w.type;
+    return [qa, qfn, type](int64_t r0, int64_t r1) {
       if (qfn) {
         qfn(qa, r0, r1);
       } else {
-        ref::qmatmul_rows(w.type, qa, r0, r1);
+        ref::qmatmul_rows(type, qa, r0, r1);
       }
     };
-    if (parallel) {
-      pool->run(n_out, qrows, kRowGrain);
-    } else {
-      qrows(0, 0, n_out);
-    }
-    return;
   }
-
   const cpu::IsaKernels* simd = simd_kernels();
   const cpu::MatmulArgs args{static_cast<const uint8_t*>(w.data), w.nb[1], n_in, x, n_tokens, y, n_out};
   const cpu::MatmulRowsFn fn = simd ? matmul_fn(*simd, w.type) : nullptr;
-  auto rows = [&](int, int64_t r0, int64_t r1) {
+  const DType type = w.type;
+  return [args, fn, type](int64_t r0, int64_t r1) {
     if (fn) {
       fn(args, r0, r1);
     } else {
-      ref::matmul_rows(w.type, args.w, args.row_stride, n_in, x, n_tokens, y, n_out, r0, r1);
+      ref::matmul_rows(type, args.w, args.row_stride, args.n_in, args.x, args.n_tokens, args.y, args.n_out, r0, r1);
     }
   };
-  if (!parallel) {
-    rows(0, 0, n_out);
+}
+
+}  // namespace
+
+void matmul(const Tensor& w, const Activations& xa, float* y, ThreadPool* pool) {
+  const std::function<void(int64_t, int64_t)> job = matmul_job(w, xa, y);
+  const int64_t n_out = w.rows();
+  if (pool != nullptr && pool->size() > 1 && n_out * w.ne[0] * xa.n_tokens() >= kMinParallelWork) {
+    pool->run(n_out, [&](int, int64_t r0, int64_t r1) { job(r0, r1); }, kRowGrain);
   } else {
-    pool->run(n_out, rows, kRowGrain);
+    job(0, n_out);
   }
+}
+
+void matmul_rows(const Tensor& w, const Activations& x, float* y, int64_t r0, int64_t r1) {
+  MOE_CHECK(r0 >= 0 && r0 <= r1 && r1 <= w.rows(), "matmul_rows: rows [", r0, ", ", r1, ") of tensor '", w.name,
+            "' with ", w.rows(), " rows");
+  if (r0 < r1) matmul_job(w, x, y)(r0, r1);
 }
 
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {

@@ -42,6 +42,8 @@ class Activations {
     std::vector<int32_t> aux; // see kernels/ref/quant_dot.h
   };
   const Quantized& quantized(DType act) const;
+  // Makes the form a weight of type w needs now, so that threads may then share this object.
+  void prepare_for(DType w) const;
 
  private:
   const float* x_;
@@ -57,6 +59,10 @@ class Activations {
 // Q8_0 / Q8_K with integer dot products, as llama.cpp does; other types multiply f32 x.
 void matmul(const Tensor& w, const Activations& x, float* y, ThreadPool* pool);
 void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool);
+// Rows [r0, r1) of the same product on the calling thread (y keeps its [n_tokens, n_out]
+// layout; other rows are left alone). Threads may call it concurrently on disjoint rows once
+// x.prepare_for(w.type) has run. Results are identical to matmul's.
+void matmul_rows(const Tensor& w, const Activations& x, float* y, int64_t r0, int64_t r1);
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]; weight may be null (no scale). out may be x.
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out);

@@ -1,6 +1,8 @@
 #include "model/blocks.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "core/error.h"
@@ -39,9 +41,10 @@ void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, cons
   std::vector<float> q(static_cast<size_t>(n_tokens * q_width));  // [n_tokens, n_head * dk]
   std::vector<float> k(static_cast<size_t>(n_tokens * k_width));  // [n_tokens, n_head_kv * dk]
   std::vector<float> v(static_cast<size_t>(n_tokens * v_width));  // [n_tokens, n_head_kv * dv]
-  kernels::matmul(w.wq, h, n_tokens, q.data(), &pool);
-  kernels::matmul(w.wk, h, n_tokens, k.data(), &pool);
-  kernels::matmul(w.wv, h, n_tokens, v.data(), &pool);
+  const kernels::Activations hx(h, n_tokens, cfg.n_embd);  // quantized once for q, k and v
+  kernels::matmul(w.wq, hx, q.data(), &pool);
+  kernels::matmul(w.wk, hx, k.data(), &pool);
+  kernels::matmul(w.wv, hx, v.data(), &pool);
   if (w.bq) add_bias_rows(q.data(), *w.bq, n_tokens);
   if (w.bk) add_bias_rows(k.data(), *w.bk, n_tokens);
   if (w.bv) add_bias_rows(v.data(), *w.bv, n_tokens);
@@ -86,13 +89,71 @@ void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, cons
 }
 
 void ffn_swiglu(const FfnWeights& w, const float* h, int64_t n_tokens, float* out, ThreadPool& pool) {
-  const int64_t n_ff = w.gate.ne[1];
-  std::vector<float> g(static_cast<size_t>(n_tokens * n_ff));  // [n_tokens, n_ff]
-  std::vector<float> u(static_cast<size_t>(n_tokens * n_ff));  // [n_tokens, n_ff]
-  kernels::matmul(w.gate, h, n_tokens, g.data(), &pool);
-  kernels::matmul(w.up, h, n_tokens, u.data(), &pool);
-  kernels::swiglu(g.data(), u.data(), g.data(), n_tokens * n_ff);
-  kernels::matmul(w.down, g.data(), n_tokens, out, &pool);
+  const kernels::Activations x(h, n_tokens, w.gate.ne[0]);
+  const FfnTask task{&w, &x, out};
+  ffn_swiglu_many({&task, 1}, pool);
+}
+
+void ffn_swiglu_many(std::span<const FfnTask> tasks, ThreadPool& pool) {
+  int64_t work = 0;
+  std::vector<std::vector<float>> hidden(tasks.size());  // per task [m, n_ff]: gate, then silu(gate) * up
+  std::vector<std::vector<float>> up(tasks.size());      // per task [m, n_ff]
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const FfnTask& t = tasks[i];
+    const int64_t m = t.x->n_tokens(), n_ff = t.w->gate.ne[1];
+    MOE_CHECK(t.w->up.ne[1] == n_ff && t.w->down.ne[0] == n_ff && t.w->gate.ne[0] == t.x->n_in(),
+              "ffn: tensors '", t.w->gate.name, "', '", t.w->up.name, "', '", t.w->down.name, "' do not fit together");
+    hidden[i].resize(static_cast<size_t>(m * n_ff));
+    up[i].resize(static_cast<size_t>(m * n_ff));
+    t.x->prepare_for(t.w->gate.type);
+    t.x->prepare_for(t.w->up.type);
+    work += 3 * m * n_ff * t.x->n_in();
+  }
+  // Tiny FFNs: the hand-off would cost more than the work.
+  const int n_thr = work < (1 << 16) ? 1 : pool.size();
+  // Rows [r0, r1) of n for thread ti: contiguous, in multiples of 16 rows.
+  auto split = [n_thr](int64_t n, int64_t ti, int64_t* r0, int64_t* r1) {
+    const int64_t units = (n + 15) / 16;
+    *r0 = std::min(n, units * ti / n_thr * 16);
+    *r1 = std::min(n, units * (ti + 1) / n_thr * 16);
+  };
+  auto run = [&](const std::function<void(int64_t)>& part) {
+    if (n_thr == 1) {
+      part(0);
+    } else {
+      pool.run(n_thr, [&](int, int64_t b, int64_t e) {
+        for (int64_t ti = b; ti < e; ++ti) part(ti);
+      });
+    }
+  };
+  run([&](int64_t ti) {
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      const FfnTask& t = tasks[i];
+      const int64_t m = t.x->n_tokens(), n_ff = t.w->gate.ne[1];
+      int64_t r0, r1;
+      split(n_ff, ti, &r0, &r1);
+      if (r0 == r1) continue;
+      kernels::matmul_rows(t.w->gate, *t.x, hidden[i].data(), r0, r1);
+      kernels::matmul_rows(t.w->up, *t.x, up[i].data(), r0, r1);
+      for (int64_t k = 0; k < m; ++k) {
+        float* g = hidden[i].data() + k * n_ff + r0;
+        kernels::swiglu(g, up[i].data() + k * n_ff + r0, g, r1 - r0);
+      }
+    }
+  });
+  std::vector<kernels::Activations> hx;
+  hx.reserve(tasks.size());
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    hx.emplace_back(hidden[i].data(), tasks[i].x->n_tokens(), tasks[i].w->gate.ne[1]);
+    hx.back().prepare_for(tasks[i].w->down.type);
+  }
+  run([&](int64_t ti) {
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      int64_t r0, r1;
+      split(tasks[i].w->down.ne[1], ti, &r0, &r1);
+      kernels::matmul_rows(tasks[i].w->down, hx[i], tasks[i].y, r0, r1);
+    }
+  });
 }
 
 void output_logits(const ModelConfig& cfg, const std::vector<float>& norm, const Tensor& output,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/kernels.h"
 #include "core/thread_pool.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
@@ -47,6 +48,16 @@ struct FfnWeights {
 
 // out = down(silu(gate(h)) * up(h)).   h: [n_tokens, n_embd]   out: [n_tokens, n_embd]
 void ffn_swiglu(const FfnWeights& w, const float* h, int64_t n_tokens, float* out, ThreadPool& pool);
+
+// Several SwiGLU FFNs (the experts of a MoE layer) in two parallel passes: gate and up with
+// silu * mul fused, then down. Each FFN's rows are split evenly over the threads, so there is
+// one hand-off per pass, not one per matrix. *x must be live; y: [x.n_tokens(), n_embd].
+struct FfnTask {
+  const FfnWeights* w;
+  const kernels::Activations* x;  // [m, n_embd]
+  float* y;                       // [m, n_embd]
+};
+void ffn_swiglu_many(std::span<const FfnTask> tasks, ThreadPool& pool);
 
 // Final norm and vocabulary projection of the rows selected by all_logits (all, or the last).
 //   x: [n_tokens, n_embd]   logits: [n_rows_out, n_vocab]

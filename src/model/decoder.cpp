@@ -102,16 +102,11 @@ MoeWeights load_moe(const WeightLoader& w, const ModelConfig& c, const std::stri
     const Tensor up = w.matrix(b + "ffn_up_exps.weight", {c.n_embd, n_ff, n_expert});
     const Tensor down = w.matrix(b + "ffn_down_exps.weight", {n_ff, c.n_embd, n_expert});
     for (int64_t e = 0; e < n_expert; ++e) {
-      m.gate.push_back(expert_slice(gate, e));
-      m.up.push_back(expert_slice(up, e));
-      m.down.push_back(expert_slice(down, e));
+      m.experts.push_back(FfnWeights{expert_slice(gate, e), expert_slice(up, e), expert_slice(down, e)});
     }
   } else {
     for (int64_t e = 0; e < n_expert; ++e) {
-      const FfnWeights f = load_ffn(w, c, b, "." + std::to_string(e), n_ff);
-      m.gate.push_back(f.gate);
-      m.up.push_back(f.up);
-      m.down.push_back(f.down);
+      m.experts.push_back(load_ffn(w, c, b, "." + std::to_string(e), n_ff));
     }
   }
   if (c.n_expert_shared > 0) m.shared = load_ffn(w, c, b, "_shexp", c.n_expert_shared * n_ff);
@@ -220,8 +215,7 @@ void group_matrices(DecoderWeights& d) {
     if (l.ffn) ffn(*l.ffn);
     if (l.moe) {
       group_matrix(l.moe->gate_inp, o);
-      for (auto* v : {&l.moe->gate, &l.moe->up, &l.moe->down})
-        for (Tensor& t : *v) group_matrix(t, o);
+      for (FfnWeights& f : l.moe->experts) ffn(f);
       if (l.moe->shared) ffn(*l.moe->shared);
     }
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <numeric>
 
 #include "core/error.h"
@@ -72,8 +73,9 @@ Tensor expert_slice(const Tensor& stacked, int64_t e) {
 void ffn_moe(const ModelConfig& cfg, const MoeWeights& w, const float* h, int64_t n_tokens, float* out,
              ThreadPool& pool, std::vector<int64_t>* expert_counts) {
   const int64_t n_embd = cfg.n_embd, n_expert = cfg.n_expert, k = cfg.n_expert_used;
+  const kernels::Activations hx(h, n_tokens, n_embd);  // [n_tokens, n_embd], quantized once
   std::vector<float> logits(static_cast<size_t>(n_tokens * n_expert));  // [n_tokens, n_expert]
-  kernels::matmul(w.gate_inp, h, n_tokens, logits.data(), &pool);
+  kernels::matmul(w.gate_inp, hx, logits.data(), &pool);
 
   // Tokens per expert, so each expert's weights are read once for all its tokens.
   std::vector<std::vector<std::pair<int64_t, float>>> assigned(static_cast<size_t>(n_expert));
@@ -84,26 +86,50 @@ void ffn_moe(const ModelConfig& cfg, const MoeWeights& w, const float* h, int64_
     for (int64_t i = 0; i < k; ++i) assigned[ids[i]].emplace_back(t, weights[i]);
   }
 
+  // One FFN task per expert with tokens (and the shared experts, over every token), run together.
+  std::vector<FfnTask> tasks;
+  std::vector<int64_t> task_expert;                      // expert of each task; -1 = shared
+  std::vector<std::vector<float>> xs, ys;                // gathered inputs, outputs [m, n_embd]
+  std::vector<std::unique_ptr<kernels::Activations>> xa;  // stable addresses for the tasks
+  xs.reserve(static_cast<size_t>(n_expert));
+  ys.reserve(static_cast<size_t>(n_expert) + 1);
   if (w.shared) {
-    ffn_swiglu(*w.shared, h, n_tokens, out, pool);
-  } else {
-    std::fill_n(out, n_tokens * n_embd, 0.0f);
+    ys.emplace_back(static_cast<size_t>(n_tokens * n_embd));
+    tasks.push_back(FfnTask{&*w.shared, &hx, ys.back().data()});
+    task_expert.push_back(-1);
   }
-  std::vector<float> xe, ye;
   for (int64_t e = 0; e < n_expert; ++e) {
     const auto& rows = assigned[e];
     if (expert_counts) (*expert_counts)[e] += static_cast<int64_t>(rows.size());
     if (rows.empty()) continue;
     const int64_t m = static_cast<int64_t>(rows.size());
-    xe.resize(static_cast<size_t>(m * n_embd));  // [m, n_embd]: this expert's tokens
-    ye.resize(xe.size());
-    for (int64_t r = 0; r < m; ++r) std::copy_n(h + rows[r].first * n_embd, n_embd, xe.data() + r * n_embd);
-    ffn_swiglu(FfnWeights{w.gate[e], w.up[e], w.down[e]}, xe.data(), m, ye.data(), pool);
-    for (int64_t r = 0; r < m; ++r) {
+    const kernels::Activations* x = &hx;
+    if (m != n_tokens) {  // a subset of the tokens (with all of them, they are in order: reuse hx)
+      std::vector<float>& g = xs.emplace_back(static_cast<size_t>(m * n_embd));  // [m, n_embd]
+      for (int64_t r = 0; r < m; ++r) std::copy_n(h + rows[r].first * n_embd, n_embd, g.data() + r * n_embd);
+      xa.push_back(std::make_unique<kernels::Activations>(g.data(), m, n_embd));
+      x = xa.back().get();
+    }
+    ys.emplace_back(static_cast<size_t>(m * n_embd));
+    tasks.push_back(FfnTask{&w.experts[e], x, ys.back().data()});
+    task_expert.push_back(e);
+  }
+  ffn_swiglu_many(tasks, pool);
+
+  // out = shared + the experts' weighted outputs, in expert order.
+  if (!w.shared) std::fill_n(out, n_tokens * n_embd, 0.0f);
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const float* y = tasks[i].y;
+    if (task_expert[i] < 0) {
+      std::copy_n(y, n_tokens * n_embd, out);
+      continue;
+    }
+    const auto& rows = assigned[task_expert[i]];
+    for (size_t r = 0; r < rows.size(); ++r) {
       float* o = out + rows[r].first * n_embd;
-      const float* y = ye.data() + r * n_embd;
+      const float* yr = y + static_cast<int64_t>(r) * n_embd;
       const float wt = rows[r].second;
-      for (int64_t i = 0; i < n_embd; ++i) o[i] += wt * y[i];
+      for (int64_t j = 0; j < n_embd; ++j) o[j] += wt * yr[j];
     }
   }
 }

@@ -19,9 +19,9 @@ namespace moe {
 struct MoeWeights {
   Tensor gate_inp;                         // ne {n_embd, n_expert}: router
   std::optional<std::vector<float>> bias;  // [n_expert]: added to the scores for selection only
-  // Per expert: 2-D views (slices of ggml's stacked 3-D tensors, or separate tensors).
-  std::vector<Tensor> gate, up;            // each ne {n_embd, n_ff_exp}
-  std::vector<Tensor> down;                // each ne {n_ff_exp, n_embd}
+  // Per expert: 2-D views (slices of ggml's stacked 3-D tensors, or separate tensors):
+  // gate and up ne {n_embd, n_ff_exp}, down ne {n_ff_exp, n_embd}.
+  std::vector<FfnWeights> experts;
   std::optional<FfnWeights> shared;        // shared experts, fused into one FFN (width n_shared * n_ff_exp)
 };
 
