@@ -15,18 +15,19 @@ void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, cons
   const int64_t lat = rank + n_rot;  // cached width per token
   cache.check_room(pos0, n_tokens);
 
+  const kernels::Activations hx(h, n_tokens, cfg.n_embd);  // quantized once for q and kv
   std::vector<float> q(static_cast<size_t>(n_tokens * n_head * dk));  // [n_tokens, n_head, dk]
   if (w.wq) {
-    kernels::matmul(*w.wq, h, n_tokens, q.data(), &pool);
+    kernels::matmul(*w.wq, hx, q.data(), &pool);
   } else {
     const int64_t qr = cfg.q_lora_rank;
     std::vector<float> qa(static_cast<size_t>(n_tokens * qr));  // [n_tokens, q_lora_rank]
-    kernels::matmul(*w.wq_a, h, n_tokens, qa.data(), &pool);
+    kernels::matmul(*w.wq_a, hx, qa.data(), &pool);
     rms_norm_rows(qa.data(), w.q_a_norm.data(), n_tokens, qr, cfg.rms_eps, qa.data());
     kernels::matmul(*w.wq_b, qa.data(), n_tokens, q.data(), &pool);
   }
   std::vector<float> kv(static_cast<size_t>(n_tokens * lat));  // [n_tokens, rank + n_rot]
-  kernels::matmul(w.wkv_a, h, n_tokens, kv.data(), &pool);
+  kernels::matmul(w.wkv_a, hx, kv.data(), &pool);
 
   // Rotate q_pe (the last n_rot dims of each head) and the shared k_pe; cache [norm(c) | k_pe].
   std::vector<float> pe(static_cast<size_t>(n_head * n_rot));  // [n_head, n_rot]
@@ -44,20 +45,21 @@ void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, cons
 
   // Absorb W_kb into the queries: qa[t, hd] = [W_kb[hd] q_nope[t, hd] | q_pe[t, hd]].
   std::vector<float> qabs(static_cast<size_t>(n_tokens * n_head * lat));  // [n_tokens, n_head, lat]
-  {
+  // Heads in parallel, each a single-threaded matmul (one hand-off instead of one per head).
+  pool.run(n_head, [&](int, int64_t h0, int64_t h1) {
     std::vector<float> xin(static_cast<size_t>(n_tokens * nope));  // [n_tokens, nope]
     std::vector<float> yout(static_cast<size_t>(n_tokens * rank));  // [n_tokens, rank]
-    for (int64_t hd = 0; hd < n_head; ++hd) {
+    for (int64_t hd = h0; hd < h1; ++hd) {
       for (int64_t t = 0; t < n_tokens; ++t)
         std::copy_n(q.data() + (t * n_head + hd) * dk, nope, xin.data() + t * nope);
-      kernels::matmul(w.wk_b[hd], xin.data(), n_tokens, yout.data(), &pool);
+      kernels::matmul(w.wk_b[hd], xin.data(), n_tokens, yout.data(), nullptr);
       for (int64_t t = 0; t < n_tokens; ++t) {
         float* dst = qabs.data() + (t * n_head + hd) * lat;
         std::copy_n(yout.data() + t * rank, rank, dst);
         std::copy_n(q.data() + (t * n_head + hd) * dk + nope, n_rot, dst + rank);
       }
     }
-  }
+  });
 
   // Attention in latent space; one job per (token, head).
   std::vector<float> olat(static_cast<size_t>(n_tokens * n_head * rank));  // [n_tokens, n_head, rank]
@@ -66,14 +68,18 @@ void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, cons
     std::vector<float> scores(static_cast<size_t>(pos0 + n_tokens));
     for (int64_t job = begin; job < end; ++job) {
       const int64_t t = job / n_head;
-      const float* qh = qabs.data() + job * lat;
       const int64_t n_kv = pos0 + t + 1;
-      for (int64_t j = 0; j < n_kv; ++j) {
-        const float* kj = cache.k(il, j);
-        float s = 0.0f;
-        for (int64_t d = 0; d < lat; ++d) s += qh[d] * kj[d];
-        scores[j] = s * scale;
-      }
+      // scores = K q over the cached rows [0, n_kv) (the SIMD matmul with the cache as weights).
+      Tensor keys;
+      keys.name = "latent cache";
+      keys.type = DType::F32;
+      keys.n_dims = 2;
+      keys.ne[0] = lat;
+      keys.ne[1] = n_kv;
+      set_contiguous_strides(keys);
+      keys.data = cache.k(il, 0);
+      kernels::matmul(keys, qabs.data() + job * lat, 1, scores.data(), nullptr);
+      for (int64_t j = 0; j < n_kv; ++j) scores[j] *= scale;
       kernels::softmax(scores.data(), n_kv);
       float* o = olat.data() + job * rank;
       std::fill_n(o, rank, 0.0f);
@@ -87,17 +93,17 @@ void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, cons
 
   // Per head: values = W_vb[hd] · attended latent.
   std::vector<float> attn(static_cast<size_t>(n_tokens * n_head * dv));  // [n_tokens, n_head * dv]
-  {
-    std::vector<float> xin(static_cast<size_t>(n_tokens * rank));
-    std::vector<float> yout(static_cast<size_t>(n_tokens * dv));
-    for (int64_t hd = 0; hd < n_head; ++hd) {
+  pool.run(n_head, [&](int, int64_t h0, int64_t h1) {
+    std::vector<float> xin(static_cast<size_t>(n_tokens * rank));  // [n_tokens, rank]
+    std::vector<float> yout(static_cast<size_t>(n_tokens * dv));   // [n_tokens, dv]
+    for (int64_t hd = h0; hd < h1; ++hd) {
       for (int64_t t = 0; t < n_tokens; ++t)
         std::copy_n(olat.data() + (t * n_head + hd) * rank, rank, xin.data() + t * rank);
-      kernels::matmul(w.wv_b[hd], xin.data(), n_tokens, yout.data(), &pool);
+      kernels::matmul(w.wv_b[hd], xin.data(), n_tokens, yout.data(), nullptr);
       for (int64_t t = 0; t < n_tokens; ++t)
         std::copy_n(yout.data() + t * dv, dv, attn.data() + (t * n_head + hd) * dv);
     }
-  }
+  });
   kernels::matmul(w.wo, attn.data(), n_tokens, out, &pool);
 }
 
