@@ -290,32 +290,42 @@ float dot_k_asym(const uint8_t* w, const int8_t* xq, const float* xd, const int3
 
 float dot_q6_k(const uint8_t* w, const int8_t* xq, const float* xd, const int32_t* xaux, int64_t nsb) {
   constexpr size_t kBytes = 210;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  // Broadcast masks: int16 lanes 0-7 take scale 2i, lanes 8-15 scale 2i + 1 (of a 16-bit table).
+  const __m256i pick[4] = {
+      _mm256_set_epi8(3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0),
+      _mm256_set_epi8(7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4),
+      _mm256_set_epi8(11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9,
+                      8, 9, 8, 9, 8),
+      _mm256_set_epi8(15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 13, 12, 13, 12, 13, 12, 13, 12, 13,
+                      12, 13, 12, 13, 12, 13, 12),
+  };
   float acc = 0.0f;
   for (int64_t i = 0; i < nsb; ++i) {
     const uint8_t* blk = w + static_cast<size_t>(i) * kBytes;
     const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
     const int8_t* x = xq + i * 256;
+    // int16 scales of each half, the same in both 128-bit lanes: [sc 8h .. 8h+7].
+    const __m128i sc16 = _mm_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    const __m128i sc16_hi = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8)));
     __m256i sumi = _mm256_setzero_si256();
     MOE_UNROLL
     for (int h = 0; h < 2; ++h) {
+      const __m256i scales = _mm256_broadcastsi128_si256(h == 0 ? sc16 : sc16_hi);
       const __m256i ql0 = load256(blk + 64 * h), ql1 = load256(blk + 64 * h + 32);
       const __m256i qh = load256(blk + 128 + 32 * h);
+      // Bits 2k..2k+1 of qh moved to bits 4..5.
       const __m256i q[4] = {
-          _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
-          _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
+          _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
+          _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30)),
           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
+                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)),
       };
       MOE_UNROLL
       for (int k = 0; k < 4; ++k) {
         const __m256i p = _mm256_maddubs_epi16(q[k], load256(x + 128 * h + 32 * k));
-        const int j = 8 * h + 2 * k;  // sub-blocks j (low 128 bits) and j + 1 (high)
-        const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[j + 1]), _mm_set1_epi16(sc[j]));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, pick[k])));
       }
     }
     // q was stored + 32: subtract 32 * sum_j sc[j] * (sum of x over sub-block j).
@@ -324,7 +334,7 @@ float dot_q6_k(const uint8_t* w, const int8_t* xq, const float* xd, const int32_
     const __m256i sc_hi = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8)));
     const __m256i corr =
         _mm256_add_epi32(_mm256_mullo_epi32(sc_lo, load256(bs)), _mm256_mullo_epi32(sc_hi, load256(bs + 8)));
-    const int32_t total = hsum_i32(sumi) - 32 * hsum_i32(corr);
+    const int32_t total = hsum_i32(_mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5)));
     const float d = load_fp16(blk + 208) * xd[i];
     acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(total)), _mm_set_ss(acc)));
   }
