@@ -4,7 +4,10 @@
 // compares a Q4_K_M file's logits with llama.cpp's.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -12,6 +15,7 @@
 
 #include "formats/gguf.h"
 #include "formats/npy.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 #include "model/presets.h"
 #include "testdata.h"
@@ -134,6 +138,73 @@ TEST(QuantizeCli, KQuantMixtureFollowsLlamaCpp) {
     }
   }
   EXPECT_EQ(test::read_file(in), before) << "the input was modified";
+  std::filesystem::remove_all(dir);
+}
+
+// Logits of a prompt (one batch) and of 24 greedy steps after it.
+std::vector<float> run_logits(const std::string& path, int threads, std::vector<int32_t>* greedy_ids) {
+  const LoadedModel m = load_model(path);
+  const Model& model = *m.model;
+  const int64_t n_vocab = model.config().n_vocab;
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 426, 288, 260};
+  ThreadPool pool(threads);
+  KvCache cache = model.new_cache(64);
+  std::vector<float> out(prompt.size() * static_cast<size_t>(n_vocab));
+  model.forward(prompt, 0, cache, true, out.data(), pool);
+  std::vector<float> last(out.end() - n_vocab, out.end());
+  greedy_ids->clear();
+  for (int64_t pos = static_cast<int64_t>(prompt.size()); pos < static_cast<int64_t>(prompt.size()) + 24; ++pos) {
+    const int32_t id = static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
+    greedy_ids->push_back(id);
+    model.forward(std::span<const int32_t>(&id, 1), pos, cache, false, last.data(), pool);
+    out.insert(out.end(), last.begin(), last.end());
+  }
+  return out;
+}
+
+// The kernels' contracts end to end on quantized models: on each ISA path the logits do not
+// change, to the bit, with the thread count or the weight layout (grouped, or the file's with
+// MOE_REPACK=0); and on stories260K the scalar path's greedy output equals the SIMD paths'.
+// (Across ISAs logits are close, not identical: rms_norm, softmax and SiLU round differently,
+// and a last-bit change can move an activation across a quantization step.)
+TEST(QuantizeCli, QuantizedModelsInvariantToThreadsLayoutAndIsa) {
+  const std::string dir = test::temp_dir("quant-isa");
+  const std::string llama = write_kquant_llama(dir);
+  const std::string stories = test::testdata("models/stories260K.gguf");
+  const kernels::Isa saved = kernels::active_isa();
+  struct Case {
+    std::string in, type;
+  };
+  const Case cases[] = {{stories, "q8_0"}, {stories, "q4_0"}, {llama, "q8_0"},
+                        {llama, "q4_0"},   {llama, "q4_k_m"}, {llama, "q6_k"}};
+  for (const Case& c : cases) {
+    const std::string out = dir + "/" + std::filesystem::path(c.in).stem().string() + "-" + c.type + ".gguf";
+    int rc = 0;
+    moe_cmd("quantize " + c.in + " " + out + " " + c.type, &rc);
+    ASSERT_EQ(rc, 0) << c.type;
+    std::vector<int32_t> scalar_ids;
+    for (int isa = 0; isa <= static_cast<int>(kernels::detected_isa()); ++isa) {
+      kernels::force_isa(static_cast<kernels::Isa>(isa));
+      std::vector<int32_t> want_ids;
+      const std::vector<float> want = run_logits(out, 1, &want_ids);
+      if (isa == 0) scalar_ids = want_ids;
+      if (c.in == stories) EXPECT_EQ(want_ids, scalar_ids) << out << " " << kernels::isa_name(kernels::active_isa());
+      for (int threads : {1, 2}) {
+        for (const char* repack : {"1", "0"}) {
+          setenv("MOE_REPACK", repack, 1);
+          std::vector<int32_t> ids;
+          const std::vector<float> got = run_logits(out, threads, &ids);
+          unsetenv("MOE_REPACK");
+          const std::string what = out + " " + kernels::isa_name(kernels::active_isa()) + " threads " +
+                                   std::to_string(threads) + " MOE_REPACK=" + repack;
+          ASSERT_EQ(got.size(), want.size()) << what;
+          EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float))) << what;
+          EXPECT_EQ(ids, want_ids) << what;
+        }
+      }
+    }
+  }
+  kernels::force_isa(saved);
   std::filesystem::remove_all(dir);
 }
 
