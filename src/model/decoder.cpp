@@ -177,47 +177,60 @@ DecoderWeights load_decoder(const GgufFile& file, const ModelConfig& c, const De
 
 namespace {
 
-void group_matrix(Tensor& t, std::vector<std::vector<uint8_t>>& owned) {
-  if ((t.type != DType::Q8_0 && t.type != DType::Q4_0) || t.grouped || t.data == nullptr) return;
-  const size_t rb = row_bytes(t.type, t.ne[0]);
-  std::vector<uint8_t>& buf = owned.emplace_back(rb * static_cast<size_t>(t.rows()));
-  kernels::ref::group_rows(t.type, static_cast<const uint8_t*>(t.data), t.nb[1], t.rows(), t.ne[0], buf.data());
-  t.data = buf.data();
-  t.nb[1] = rb;
-  t.nb[2] = rb * static_cast<size_t>(t.ne[1]);
-  t.nb[3] = t.nb[2] * static_cast<size_t>(t.ne[2]);
-  t.grouped = true;
+bool groupable(const Tensor& t) {
+  return (t.type == DType::Q8_0 || t.type == DType::Q4_0) && !t.grouped && t.data != nullptr;
 }
 
 }  // namespace
 
 void group_matrices(DecoderWeights& d) {
   if (const char* env = std::getenv("MOE_REPACK"); env != nullptr && std::string(env) == "0") return;
-  auto& o = d.owned;
-  group_matrix(d.output, o);
+  std::vector<Tensor*> todo;
+  auto add = [&](Tensor& t) {
+    if (groupable(t)) todo.push_back(&t);
+  };
+  auto ffn = [&](FfnWeights& f) {
+    add(f.gate);
+    add(f.up);
+    add(f.down);
+  };
+  add(d.output);
   for (DecoderLayer& l : d.layers) {
     if (l.gqa)
-      for (Tensor* t : {&l.gqa->wq, &l.gqa->wk, &l.gqa->wv, &l.gqa->wo}) group_matrix(*t, o);
+      for (Tensor* t : {&l.gqa->wq, &l.gqa->wk, &l.gqa->wv, &l.gqa->wo}) add(*t);
     if (l.mla) {
       MlaWeights& m = *l.mla;
       for (std::optional<Tensor>* t : {&m.wq, &m.wq_a, &m.wq_b})
-        if (*t) group_matrix(**t, o);
-      group_matrix(m.wkv_a, o);
-      group_matrix(m.wo, o);
-      for (Tensor& t : m.wk_b) group_matrix(t, o);
-      for (Tensor& t : m.wv_b) group_matrix(t, o);
+        if (*t) add(**t);
+      add(m.wkv_a);
+      add(m.wo);
+      for (Tensor& t : m.wk_b) add(t);
+      for (Tensor& t : m.wv_b) add(t);
     }
-    auto ffn = [&](FfnWeights& f) {
-      group_matrix(f.gate, o);
-      group_matrix(f.up, o);
-      group_matrix(f.down, o);
-    };
     if (l.ffn) ffn(*l.ffn);
     if (l.moe) {
-      group_matrix(l.moe->gate_inp, o);
+      add(l.moe->gate_inp);
       for (FfnWeights& f : l.moe->experts) ffn(f);
       if (l.moe->shared) ffn(*l.moe->shared);
     }
+  }
+  // One buffer for all, each matrix at a 64-byte boundary.
+  auto padded = [](size_t n) { return (n + 63) / 64 * 64; };
+  size_t total = 0;
+  for (const Tensor* t : todo) total += padded(row_bytes(t->type, t->ne[0]) * static_cast<size_t>(t->rows()));
+  if (total == 0) return;
+  d.owned = std::make_shared<HugeBuffer>(total);
+  size_t off = 0;
+  for (Tensor* t : todo) {
+    const size_t rb = row_bytes(t->type, t->ne[0]);
+    uint8_t* dst = d.owned->data() + off;
+    kernels::ref::group_rows(t->type, static_cast<const uint8_t*>(t->data), t->nb[1], t->rows(), t->ne[0], dst);
+    t->data = dst;
+    t->nb[1] = rb;
+    t->nb[2] = rb * static_cast<size_t>(t->ne[1]);
+    t->nb[3] = t->nb[2] * static_cast<size_t>(t->ne[2]);
+    t->grouped = true;
+    off += padded(rb * static_cast<size_t>(t->rows()));
   }
 }
 

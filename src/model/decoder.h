@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/huge_buffer.h"
 #include "formats/gguf.h"
 #include "model/blocks.h"
 #include "model/mla.h"
@@ -30,7 +31,7 @@ struct DecoderWeights {
   Tensor output;                    // ne {n_embd, n_vocab}; tok_embd when tied
   std::vector<DecoderLayer> layers;
   // Memory behind matrices regrouped at load time (Q8_0 / Q4_0 in the kernels' grouped layout).
-  std::vector<std::vector<uint8_t>> owned;
+  std::shared_ptr<HugeBuffer> owned;
 };
 
 struct DecoderOptions {
