@@ -194,6 +194,104 @@ void tile32(const QMatmulArgs& a, int64_t r, int64_t t0) {
   for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r + i] = reduce8(acc[i][j]);
 }
 
+// The sums of a full group for T tokens at once: each block's weights are loaded and unpacked
+// once for all the tokens (prompt processing). Integer sums are exact, so the order in which
+// lanes are combined does not matter; lane k holds block 8g + k as in group_sums.
+template <bool kQ4, bool kGrouped, int T>
+MOE_ALWAYS_INLINE void group_sums_multi(const uint8_t* row, int64_t g, const int8_t* const (&x)[T],
+                                        __m256i (&out)[T]) {
+  constexpr size_t kBytes = kQ4 ? kQ4Bytes : kQ8Bytes;
+  const uint8_t* base = row + static_cast<size_t>(g) * 8 * kBytes;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256i h0[T], a[T];
+  MOE_UNROLL
+  for (int p = 0; p < 4; ++p) {
+    __m256i w0, w1;  // blocks 2p and 2p + 1: Q8_0 signed values, Q4_0 nibbles 0..15
+    if constexpr (!kQ4) {
+      w0 = kGrouped ? load256(base + 16 + 64 * p) : load256(base + (2 * p) * kBytes + 2);
+      w1 = kGrouped ? load256(base + 16 + 64 * p + 32) : load256(base + (2 * p + 1) * kBytes + 2);
+    } else if constexpr (kGrouped) {
+      const __m256i v = load256(base + 16 + 32 * p);
+      w0 = _mm256_and_si256(v, m4);
+      w1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    } else {
+      w0 = unpack_q4_0(base + (2 * p) * kBytes + 2);
+      w1 = unpack_q4_0(base + (2 * p + 1) * kBytes + 2);
+    }
+    __m256i a0 = w0, a1 = w1;
+    if constexpr (!kQ4) {
+      a0 = _mm256_abs_epi8(w0);
+      a1 = _mm256_abs_epi8(w1);
+    }
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) {
+      __m256i x0 = load256(x[j] + 64 * p), x1 = load256(x[j] + 64 * p + 32);
+      if constexpr (!kQ4) {
+        x0 = _mm256_sign_epi8(x0, w0);
+        x1 = _mm256_sign_epi8(x1, w1);
+      }
+      const __m256i h = _mm256_hadd_epi32(madd_ones(_mm256_maddubs_epi16(a0, x0)),
+                                          madd_ones(_mm256_maddubs_epi16(a1, x1)));
+      if (p % 2 == 0) {
+        h0[j] = h;
+      } else if (p == 1) {
+        a[j] = _mm256_hadd_epi32(h0[j], h);
+      } else {
+        const __m256i b = _mm256_hadd_epi32(h0[j], h);
+        out[j] = _mm256_add_epi32(_mm256_permute2x128_si256(a[j], b, 0x20), _mm256_permute2x128_si256(a[j], b, 0x31));
+      }
+    }
+  }
+}
+
+// One row against tokens [t0, t0 + T) (prompt processing).
+template <bool kQ4, bool kGrouped, int T>
+void tile32_multi(const QMatmulArgs& a, int64_t r, int64_t t0) {
+  const int64_t n_in = a.x.n_in, nb = n_in / 32;
+  __m256 acc[T];
+  const int8_t* xq[T];
+  const float* xd[T];
+  const int32_t* xa[T];
+  MOE_UNROLL
+  for (int j = 0; j < T; ++j) {
+    acc[j] = _mm256_setzero_ps();
+    xq[j] = a.x.qs + (t0 + j) * n_in;
+    xd[j] = a.x.d + (t0 + j) * nb;
+    xa[j] = a.x.aux + (t0 + j) * nb;
+  }
+  const uint8_t* w = a.w + static_cast<size_t>(r) * a.row_stride;
+  const int64_t full = nb / 8;
+  for (int64_t g = 0; g < full; ++g) {
+    const __m256 dw = group_scales<kQ4, kGrouped, true>(w, g, 8);
+    const int8_t* xg[T];
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) xg[j] = xq[j] + 256 * g;
+    __m256i sums[T];
+    group_sums_multi<kQ4, kGrouped, T>(w, g, xg, sums);
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) {
+      if constexpr (kQ4) sums[j] = _mm256_sub_epi32(sums[j], load256(xa[j] + 8 * g));
+      acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_loadu_ps(xd[j] + 8 * g)), _mm256_cvtepi32_ps(sums[j]), acc[j]);
+    }
+  }
+  if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) {
+    const int64_t g = full;
+    const __m256 dw = group_scales<kQ4, kGrouped, false>(w, g, kb);
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) {
+      alignas(32) float dxb[8] = {};
+      alignas(32) int32_t auxb[8] = {};
+      __builtin_memcpy(dxb, xd[j] + 8 * g, sizeof(float) * kb);
+      __builtin_memcpy(auxb, xa[j] + 8 * g, sizeof(int32_t) * kb);
+      __m256i sums = group_sums<kQ4, kGrouped, false>(w, g, kb, xq[j] + 256 * g);
+      if constexpr (kQ4) sums = _mm256_sub_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(auxb)));
+      acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_load_ps(dxb)), _mm256_cvtepi32_ps(sums), acc[j]);
+    }
+  }
+  MOE_UNROLL
+  for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r] = reduce8(acc[j]);
+}
+
 // Decode (one token): 2 rows at a time. Batches: one row against 4 tokens at a time, rows
 // outermost, so a row stays in L1 while every token passes over it.
 template <bool kQ4, bool kGrouped>
@@ -207,13 +305,13 @@ void qmatmul32_layout(const QMatmulArgs& a, int64_t r0, int64_t r1) {
   }
   for (int64_t r = r0; r < r1; ++r) {
     int64_t t0 = 0;
-    for (; t0 + 4 <= nt; t0 += 4) tile32<kQ4, kGrouped, 1, 4>(a, r, t0);
+    for (; t0 + 4 <= nt; t0 += 4) tile32_multi<kQ4, kGrouped, 4>(a, r, t0);
     switch (nt - t0) {
       case 3:
-        tile32<kQ4, kGrouped, 1, 3>(a, r, t0);
+        tile32_multi<kQ4, kGrouped, 3>(a, r, t0);
         break;
       case 2:
-        tile32<kQ4, kGrouped, 1, 2>(a, r, t0);
+        tile32_multi<kQ4, kGrouped, 2>(a, r, t0);
         break;
       case 1:
         tile32<kQ4, kGrouped, 1, 1>(a, r, t0);

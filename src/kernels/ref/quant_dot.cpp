@@ -10,6 +10,18 @@
 namespace moe::kernels::ref {
 namespace {
 
+// roundf (halves away from zero) for |v| < 2^23, inline: v - trunc(v) is exact.
+inline int round_half_away(float v) {
+  int i = static_cast<int>(v);
+  const float frac = v - static_cast<float>(i);
+  if (frac >= 0.5f) {
+    ++i;
+  } else if (frac <= -0.5f) {
+    --i;
+  }
+  return i;
+}
+
 // The fixed reduction of the 8 accumulators of the 32-block order (see the header).
 float reduce8(const float acc[8]) {
   float v[4];
@@ -121,7 +133,7 @@ void quantize_q8_0_acts(const float* x, int64_t n, int8_t* qs, float* d, int32_t
     const float dd = amax / 127.0f;
     const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
     d[b] = fp16_to_fp32(fp32_to_fp16(dd));
-    for (int j = 0; j < 32; ++j) qs[b * 32 + j] = static_cast<int8_t>(std::roundf(xb[j] * id));
+    for (int j = 0; j < 32; ++j) qs[b * 32 + j] = static_cast<int8_t>(round_half_away(xb[j] * id));
     int32_t sum = 0;
     for (int j = 0; j < 32; ++j) sum += qs[b * 32 + j];
     aux[b] = 8 * sum;
