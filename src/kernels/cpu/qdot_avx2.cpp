@@ -72,7 +72,7 @@ MOE_ALWAYS_INLINE __m256i unpack_q4_0(const uint8_t* q) {
 }
 
 constexpr size_t kQ8Bytes = 34, kQ4Bytes = 18;
-constexpr int64_t kPrefetchBlocks = 64;
+constexpr int64_t kPrefetchBlocks = 512;
 
 // The integer sums of blocks 8g .. 8g + kb - 1 of one row against one token (x: the token's
 // quants from block 8g on), lane k for block 8g + k; lanes from kb on are 0. For Q4_0 these are
