@@ -56,30 +56,39 @@ void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, cons
     std::copy_n(v.data() + t * v_width, v_width, cache.v(il, pos0 + t));
   }
 
-  // One job per (token, head); each writes only its own slice of attn.
+  // One job per (token, kv head): the scores of the kv head's query heads come from one SIMD
+  // matmul with the cached keys as its weight rows; each job writes only its own slice of attn.
   std::vector<float> attn(static_cast<size_t>(n_tokens * n_head * dv));  // [n_tokens, n_head * dv]
   const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
   const int64_t group = n_head / n_head_kv;
   const int64_t n_ctx_used = pos0 + n_tokens;
-  pool.run(n_tokens * n_head, [&](int, int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(n_ctx_used));
+  pool.run(n_tokens * n_head_kv, [&](int, int64_t begin, int64_t end) {
+    std::vector<float> scores(static_cast<size_t>(group * n_ctx_used));  // [group, n_kv]
     for (int64_t job = begin; job < end; ++job) {
-      const int64_t t = job / n_head, hd = job % n_head, g = hd / group;
-      const float* qh = q.data() + t * q_width + hd * dk;
+      const int64_t t = job / n_head_kv, g = job % n_head_kv;
       const int64_t n_kv = pos0 + t + 1;  // causal: this token sees positions [0, pos0 + t]
-      for (int64_t j = 0; j < n_kv; ++j) {
-        const float* kj = cache.k(il, j) + g * dk;
-        float s = 0.0f;
-        for (int64_t d = 0; d < dk; ++d) s += qh[d] * kj[d];
-        scores[j] = s * scale;
-      }
-      kernels::softmax(scores.data(), n_kv);
-      float* o = attn.data() + t * n_head * dv + hd * dv;
-      std::fill_n(o, dv, 0.0f);
-      for (int64_t j = 0; j < n_kv; ++j) {
-        const float* vj = cache.v(il, j) + g * dv;
-        const float p = scores[j];
-        for (int64_t d = 0; d < dv; ++d) o[d] += p * vj[d];
+      Tensor keys;  // ne {dk, n_kv}: kv head g of every cached position
+      keys.name = "k cache";
+      keys.type = DType::F32;
+      keys.n_dims = 2;
+      keys.ne[0] = dk;
+      keys.ne[1] = n_kv;
+      keys.nb[0] = sizeof(float);
+      keys.nb[1] = static_cast<size_t>(k_width) * sizeof(float);
+      keys.nb[2] = keys.nb[3] = keys.nb[1] * static_cast<size_t>(n_kv);
+      keys.data = cache.k(il, 0) + g * dk;
+      kernels::matmul(keys, q.data() + t * q_width + g * group * dk, group, scores.data(), nullptr);
+      for (int64_t i = 0; i < group; ++i) {
+        float* sc = scores.data() + i * n_kv;
+        for (int64_t j = 0; j < n_kv; ++j) sc[j] *= scale;
+        kernels::softmax(sc, n_kv);
+        float* o = attn.data() + t * n_head * dv + (g * group + i) * dv;
+        std::fill_n(o, dv, 0.0f);
+        for (int64_t j = 0; j < n_kv; ++j) {
+          const float* vj = cache.v(il, j) + g * dv;
+          const float p = sc[j];
+          for (int64_t d = 0; d < dv; ++d) o[d] += p * vj[d];
+        }
       }
     }
   });

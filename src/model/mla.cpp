@@ -64,13 +64,16 @@ void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, cons
   // Attention in latent space; one job per (token, head).
   std::vector<float> olat(static_cast<size_t>(n_tokens * n_head * rank));  // [n_tokens, n_head, rank]
   const float scale = cfg.kq_scale != 0.0f ? cfg.kq_scale : 1.0f / std::sqrt(static_cast<float>(dk));
-  pool.run(n_tokens * n_head, [&](int, int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(pos0 + n_tokens));
+  // Jobs of (token, block of heads): all heads share the latent keys, so one SIMD matmul with the
+  // cache as weight rows scores a whole block. Few tokens (decode): heads split over threads.
+  const int64_t n_blocks = n_tokens >= pool.size() ? 1 : std::min<int64_t>(n_head, 2 * pool.size());
+  pool.run(n_tokens * n_blocks, [&](int, int64_t begin, int64_t end) {
+    std::vector<float> scores(static_cast<size_t>(n_head * (pos0 + n_tokens)));  // [heads, n_kv]
     for (int64_t job = begin; job < end; ++job) {
-      const int64_t t = job / n_head;
+      const int64_t t = job / n_blocks, blk = job % n_blocks;
+      const int64_t h0 = blk * n_head / n_blocks, h1 = (blk + 1) * n_head / n_blocks;
       const int64_t n_kv = pos0 + t + 1;
-      // scores = K q over the cached rows [0, n_kv) (the SIMD matmul with the cache as weights).
-      Tensor keys;
+      Tensor keys;  // ne {lat, n_kv}: the cached rows [0, n_kv)
       keys.name = "latent cache";
       keys.type = DType::F32;
       keys.n_dims = 2;
@@ -78,15 +81,18 @@ void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, cons
       keys.ne[1] = n_kv;
       set_contiguous_strides(keys);
       keys.data = cache.k(il, 0);
-      kernels::matmul(keys, qabs.data() + job * lat, 1, scores.data(), nullptr);
-      for (int64_t j = 0; j < n_kv; ++j) scores[j] *= scale;
-      kernels::softmax(scores.data(), n_kv);
-      float* o = olat.data() + job * rank;
-      std::fill_n(o, rank, 0.0f);
-      for (int64_t j = 0; j < n_kv; ++j) {
-        const float* cj = cache.k(il, j);
-        const float p = scores[j];
-        for (int64_t d = 0; d < rank; ++d) o[d] += p * cj[d];
+      kernels::matmul(keys, qabs.data() + (t * n_head + h0) * lat, h1 - h0, scores.data(), nullptr);
+      for (int64_t hd = h0; hd < h1; ++hd) {
+        float* sc = scores.data() + (hd - h0) * n_kv;
+        for (int64_t j = 0; j < n_kv; ++j) sc[j] *= scale;
+        kernels::softmax(sc, n_kv);
+        float* o = olat.data() + (t * n_head + hd) * rank;
+        std::fill_n(o, rank, 0.0f);
+        for (int64_t j = 0; j < n_kv; ++j) {
+          const float* cj = cache.k(il, j);
+          const float p = sc[j];
+          for (int64_t d = 0; d < rank; ++d) o[d] += p * cj[d];
+        }
       }
     }
   });
