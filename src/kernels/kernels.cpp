@@ -233,6 +233,13 @@ void matmul_rows(const Tensor& w, const Activations& x, float* y, int64_t r0, in
   if (r0 < r1) matmul_job(w, x, y)(r0, r1);
 }
 
+void weighted_rows(const float* p, int64_t p_stride, int64_t n_out, const float* rows, int64_t row_stride,
+                   int64_t n_rows, float* out, int64_t out_stride, int64_t n) {
+  if (active_isa() != Isa::kScalar)
+    return cpu::kAvx2WeightedRows(p, p_stride, n_out, rows, row_stride, n_rows, out, out_stride, n);
+  ref::weighted_rows(p, p_stride, n_out, rows, row_stride, n_rows, out, out_stride, n);
+}
+
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {
   if (const cpu::IsaKernels* k = simd_kernels()) return k->rms_norm(x, weight, n, eps, out);
   ref::rms_norm(x, weight, n, eps, out);

@@ -64,6 +64,12 @@ void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadP
 // x.prepare_for(w.type) has run. Results are identical to matmul's.
 void matmul_rows(const Tensor& w, const Activations& x, float* y, int64_t r0, int64_t r1);
 
+// Attention's weighted sum of value rows:
+//   out[h * out_stride + d] = sum_{j < n_rows} p[h * p_stride + j] * rows[j * row_stride + d]
+// for h < n_out and d < n, each element summed over j in order.
+void weighted_rows(const float* p, int64_t p_stride, int64_t n_out, const float* rows, int64_t row_stride,
+                   int64_t n_rows, float* out, int64_t out_stride, int64_t n);
+
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]; weight may be null (no scale). out may be x.
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out);
 

@@ -602,3 +602,42 @@ TEST(KernelsFp16, AllHalvesRoundTrip) {
 
 }  // namespace
 }  // namespace moe::kernels
+
+namespace moe::kernels {
+namespace {
+
+// Attention's weighted sum of rows on every ISA, odd sizes and strides, against the reference.
+TEST(KernelsWeightedRows, MatchesReference) {
+  IsaRestorer restore;
+  std::mt19937 rng(21);
+  for (Isa isa : available_isas()) {
+    force_isa(isa);
+    for (int64_t n_out : {1, 3, 4, 9}) {
+      for (int64_t n : {1, 15, 16, 33, 128, 512}) {
+        for (int64_t n_rows : {1, 2, 7, 100}) {
+          const int64_t p_stride = n_rows + 3, row_stride = n + 5, out_stride = n + 2;
+          const std::vector<float> p = random_floats(rng, n_out * p_stride, 0.0f, 1.0f);
+          const std::vector<float> rows = random_floats(rng, n_rows * row_stride);
+          std::vector<float> got(static_cast<size_t>(n_out * out_stride), 7.0f), want = got;
+          weighted_rows(p.data(), p_stride, n_out, rows.data(), row_stride, n_rows, got.data(), out_stride, n);
+          ref::weighted_rows(p.data(), p_stride, n_out, rows.data(), row_stride, n_rows, want.data(), out_stride, n);
+          for (int64_t h = 0; h < n_out; ++h)
+            for (int64_t d = 0; d < out_stride; ++d) {
+              const size_t i = static_cast<size_t>(h * out_stride + d);
+              if (d >= n) {
+                ASSERT_EQ(got[i], 7.0f) << "wrote past n";
+                continue;
+              }
+              double mag = 0.0;
+              for (int64_t j = 0; j < n_rows; ++j) mag += std::fabs(double(p[h * p_stride + j]) * rows[j * row_stride + d]);
+              ASSERT_LE(std::fabs(got[i] - want[i]), 1e-6 * mag + 1e-7)
+                  << isa_name(isa) << " n_out " << n_out << " n " << n << " rows " << n_rows;
+            }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace moe::kernels

@@ -82,14 +82,9 @@ void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, cons
         float* sc = scores.data() + i * n_kv;
         for (int64_t j = 0; j < n_kv; ++j) sc[j] *= scale;
         kernels::softmax(sc, n_kv);
-        float* o = attn.data() + t * n_head * dv + (g * group + i) * dv;
-        std::fill_n(o, dv, 0.0f);
-        for (int64_t j = 0; j < n_kv; ++j) {
-          const float* vj = cache.v(il, j) + g * dv;
-          const float p = sc[j];
-          for (int64_t d = 0; d < dv; ++d) o[d] += p * vj[d];
-        }
       }
+      kernels::weighted_rows(scores.data(), n_kv, group, cache.v(il, 0) + g * dv, v_width, n_kv,
+                             attn.data() + t * n_head * dv + g * group * dv, dv, dv);
     }
   });
 

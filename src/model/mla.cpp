@@ -86,14 +86,9 @@ void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, cons
         float* sc = scores.data() + (hd - h0) * n_kv;
         for (int64_t j = 0; j < n_kv; ++j) sc[j] *= scale;
         kernels::softmax(sc, n_kv);
-        float* o = olat.data() + (t * n_head + hd) * rank;
-        std::fill_n(o, rank, 0.0f);
-        for (int64_t j = 0; j < n_kv; ++j) {
-          const float* cj = cache.k(il, j);
-          const float p = sc[j];
-          for (int64_t d = 0; d < rank; ++d) o[d] += p * cj[d];
-        }
       }
+      kernels::weighted_rows(scores.data(), n_kv, h1 - h0, cache.k(il, 0), lat, n_kv,
+                             olat.data() + (t * n_head + h0) * rank, rank, rank);
     }
   });
 

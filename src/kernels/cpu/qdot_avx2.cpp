@@ -459,7 +459,51 @@ void qmatmul_k(const QMatmulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
+// Four outputs by 16 columns at a time: each row chunk is loaded once for the four.
+template <int H>
+MOE_ALWAYS_INLINE void weighted_block(const float* p, int64_t p_stride, const float* rows, int64_t row_stride,
+                                      int64_t n_rows, float* out, int64_t out_stride, int64_t d) {
+  __m256 acc[H][2];
+  MOE_UNROLL
+  for (int h = 0; h < H; ++h) acc[h][0] = acc[h][1] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < n_rows; ++j) {
+    const float* r = rows + j * row_stride + d;
+    const __m256 c0 = _mm256_loadu_ps(r), c1 = _mm256_loadu_ps(r + 8);
+    MOE_UNROLL
+    for (int h = 0; h < H; ++h) {
+      const __m256 w = _mm256_broadcast_ss(p + h * p_stride + j);
+      acc[h][0] = _mm256_fmadd_ps(w, c0, acc[h][0]);
+      acc[h][1] = _mm256_fmadd_ps(w, c1, acc[h][1]);
+    }
+  }
+  MOE_UNROLL
+  for (int h = 0; h < H; ++h) {
+    _mm256_storeu_ps(out + h * out_stride + d, acc[h][0]);
+    _mm256_storeu_ps(out + h * out_stride + d + 8, acc[h][1]);
+  }
+}
+
+void weighted_rows(const float* p, int64_t p_stride, int64_t n_out, const float* rows, int64_t row_stride,
+                   int64_t n_rows, float* out, int64_t out_stride, int64_t n) {
+  const int64_t n16 = n / 16 * 16;
+  int64_t h = 0;
+  for (; h + 4 <= n_out; h += 4)
+    for (int64_t d = 0; d < n16; d += 16)
+      weighted_block<4>(p + h * p_stride, p_stride, rows, row_stride, n_rows, out + h * out_stride, out_stride, d);
+  for (; h < n_out; ++h)
+    for (int64_t d = 0; d < n16; d += 16)
+      weighted_block<1>(p + h * p_stride, p_stride, rows, row_stride, n_rows, out + h * out_stride, out_stride, d);
+  for (int64_t hh = 0; hh < n_out; ++hh)  // columns past the last 16
+    for (int64_t d = n16; d < n; ++d) {
+      float s = 0.0f;
+      for (int64_t j = 0; j < n_rows; ++j) s = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(p[hh * p_stride + j]), _mm_set_ss(rows[j * row_stride + d]), _mm_set_ss(s)));
+      out[hh * out_stride + d] = s;
+    }
+}
+
 }  // namespace
+
+extern const WeightedRowsFn kAvx2WeightedRows = weighted_rows;
 
 extern const QIsaKernels kAvx2QKernels = {qmatmul32<false>, qmatmul32<true>, qmatmul_k<0>, qmatmul_k<1>,
                                           qmatmul_k<2>};

@@ -233,6 +233,16 @@ void matmul_rows(DType t, const uint8_t* w, size_t row_stride, int64_t n_in, con
   }
 }
 
+void weighted_rows(const float* p, int64_t p_stride, int64_t n_out, const float* rows, int64_t row_stride,
+                   int64_t n_rows, float* out, int64_t out_stride, int64_t n) {
+  for (int64_t h = 0; h < n_out; ++h)
+    for (int64_t d = 0; d < n; ++d) {
+      double s = 0.0;
+      for (int64_t j = 0; j < n_rows; ++j) s += static_cast<double>(p[h * p_stride + j]) * rows[j * row_stride + d];
+      out[h * out_stride + d] = static_cast<float>(s);
+    }
+}
+
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];

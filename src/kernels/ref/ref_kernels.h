@@ -29,6 +29,8 @@ void matmul_rows(DType t, const uint8_t* w, size_t row_stride, int64_t n_in, con
                  float* y, int64_t n_out, int64_t r0, int64_t r1);
 
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out);
+void weighted_rows(const float* p, int64_t p_stride, int64_t n_out, const float* rows, int64_t row_stride,
+                   int64_t n_rows, float* out, int64_t out_stride, int64_t n);
 void softmax(float* x, int64_t n);
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeParams& p);
