@@ -68,8 +68,9 @@ void check_bench_json(const std::string& model, bool moe_model) {
   const std::string out = moe_cmd("bench -m " + model + " -p 8 -n 4 -r 1 -t 1 --membw-mib 8 --json", &rc);
   ASSERT_EQ(rc, 0) << model;
   const nlohmann::json j = nlohmann::json::parse(out);
-  for (const char* key : {"model", "arch", "threads", "isa", "n_prompt", "n_gen", "reps", "pp_tok_s", "tg_tok_s",
-                          "bytes_per_token", "tg_gb_s", "membw_gb_s", "bw_fraction", "bound_tok_s"})
+  for (const char* key :
+       {"model", "arch", "threads", "isa", "n_prompt", "n_gen", "reps", "pp_tok_s", "tg_tok_s",
+        "bytes_per_token", "tg_gb_s", "membw_gb_s", "bw_fraction", "bound_tok_s"})
     EXPECT_TRUE(j.contains(key)) << key << " in " << out;
   EXPECT_EQ(j["model"], model);
   EXPECT_EQ(j["arch"], moe_model ? "deepseek2" : "qwen2");
@@ -86,7 +87,8 @@ void check_bench_json(const std::string& model, bool moe_model) {
   const uint64_t want = expected_bytes_per_token(model);
   EXPECT_EQ(j["bytes_per_token"].get<uint64_t>(), want) << model;
   // Derived figures agree with the reported ones.
-  EXPECT_NEAR(j["tg_gb_s"].get<double>(), want * j["tg_tok_s"].get<double>() / 1e9, 1e-9 * j["tg_gb_s"].get<double>());
+  EXPECT_NEAR(j["tg_gb_s"].get<double>(), want * j["tg_tok_s"].get<double>() / 1e9,
+              1e-9 * j["tg_gb_s"].get<double>());
   EXPECT_NEAR(j["bound_tok_s"].get<double>(), j["membw_gb_s"].get<double>() * 1e9 / want,
               1e-9 * j["bound_tok_s"].get<double>());
 }
@@ -108,9 +110,7 @@ TEST_F(BenchCli, MoeModelJsonAndBytesPerToken) {
   check_bench_json(write_model(dir, "bench-deepseek2", "q8_0"), true);
 }
 
-TEST_F(BenchCli, DenseModelJson) {
-  check_bench_json(write_model(dir, "bench-qwen2", "q4_0"), false);
-}
+TEST_F(BenchCli, DenseModelJson) { check_bench_json(write_model(dir, "bench-qwen2", "q4_0"), false); }
 
 // Output tied to the token embedding: the embedding is read whole for the logits.
 TEST_F(BenchCli, TiedOutputCountsEmbeddingFully) {

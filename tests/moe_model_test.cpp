@@ -87,7 +87,8 @@ TEST(MoeRouter, DeepSeekV3GroupLimitedWithBias) {
 
 std::string stories() { return test::testdata("models/stories260K.gguf"); }
 
-std::string write_model(const std::string& dir, const std::string& name, const ModelConfig& c, bool split = true) {
+std::string write_model(const std::string& dir, const std::string& name, const ModelConfig& c,
+                        bool split = true) {
   const auto tok = GgufFile::open(stories());
   RandomModelOptions opt;
   opt.seed = 99;
@@ -208,34 +209,40 @@ TEST(MoeModel, MalformedModelsNameTheProblem) {
   const auto no_key_edit = [](GgufWriter&, const std::string&, const GgufValue*) { return false; };
   const auto keep_all = [](const GgufTensorInfo&) { return true; };
 
-  rewrite(good, dir + "/a.gguf", no_key_edit, [](const GgufTensorInfo& t) { return t.name != "blk.1.attn_k_b.weight"; });
-  EXPECT_NE(load_error(dir + "/a.gguf").find("blk.1.attn_k_b.weight"), std::string::npos) << load_error(dir + "/a.gguf");
+  rewrite(good, dir + "/a.gguf", no_key_edit,
+          [](const GgufTensorInfo& t) { return t.name != "blk.1.attn_k_b.weight"; });
+  EXPECT_NE(load_error(dir + "/a.gguf").find("blk.1.attn_k_b.weight"), std::string::npos)
+      << load_error(dir + "/a.gguf");
 
-  rewrite(good, dir + "/b.gguf",
-          [](GgufWriter& w, const std::string& k, const GgufValue*) {
-            if (k != "general.architecture") return false;
-            w.set(k, GgufValue::str("gpt-j"));
-            return true;
-          },
-          keep_all);
+  rewrite(
+      good, dir + "/b.gguf",
+      [](GgufWriter& w, const std::string& k, const GgufValue*) {
+        if (k != "general.architecture") return false;
+        w.set(k, GgufValue::str("gpt-j"));
+        return true;
+      },
+      keep_all);
   EXPECT_NE(load_error(dir + "/b.gguf").find("gpt-j"), std::string::npos);
 
-  rewrite(good, dir + "/c.gguf",
-          [](GgufWriter& w, const std::string& k, const GgufValue*) {
-            if (k != "deepseek2.expert_count") return false;
-            w.set(k, GgufValue::u32(6));  // the tensors hold 8
-            return true;
-          },
-          keep_all);
-  EXPECT_NE(load_error(dir + "/c.gguf").find("expert_group_count"), std::string::npos) << load_error(dir + "/c.gguf");
+  rewrite(
+      good, dir + "/c.gguf",
+      [](GgufWriter& w, const std::string& k, const GgufValue*) {
+        if (k != "deepseek2.expert_count") return false;
+        w.set(k, GgufValue::u32(6));  // the tensors hold 8
+        return true;
+      },
+      keep_all);
+  EXPECT_NE(load_error(dir + "/c.gguf").find("expert_group_count"), std::string::npos)
+      << load_error(dir + "/c.gguf");
 
-  rewrite(good, dir + "/d.gguf",
-          [](GgufWriter& w, const std::string& k, const GgufValue*) {
-            if (k != "deepseek2.expert_used_count") return false;
-            w.set(k, GgufValue::u32(9));
-            return true;
-          },
-          keep_all);
+  rewrite(
+      good, dir + "/d.gguf",
+      [](GgufWriter& w, const std::string& k, const GgufValue*) {
+        if (k != "deepseek2.expert_used_count") return false;
+        w.set(k, GgufValue::u32(9));
+        return true;
+      },
+      keep_all);
   EXPECT_NE(load_error(dir + "/d.gguf").find("expert_used_count"), std::string::npos);
 
   // A tensor of the wrong shape: experts stacked 7 deep where the metadata says 8.

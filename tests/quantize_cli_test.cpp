@@ -153,7 +153,8 @@ std::vector<float> run_logits(const std::string& path, int threads, std::vector<
   model.forward(prompt, 0, cache, true, out.data(), pool);
   std::vector<float> last(out.end() - n_vocab, out.end());
   greedy_ids->clear();
-  for (int64_t pos = static_cast<int64_t>(prompt.size()); pos < static_cast<int64_t>(prompt.size()) + 24; ++pos) {
+  for (int64_t pos = static_cast<int64_t>(prompt.size()); pos < static_cast<int64_t>(prompt.size()) + 24;
+       ++pos) {
     const int32_t id = static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
     greedy_ids->push_back(id);
     model.forward(std::span<const int32_t>(&id, 1), pos, cache, false, last.data(), pool);
@@ -188,7 +189,8 @@ TEST(QuantizeCli, QuantizedModelsInvariantToThreadsLayoutAndIsa) {
       std::vector<int32_t> want_ids;
       const std::vector<float> want = run_logits(out, 1, &want_ids);
       if (isa == 0) scalar_ids = want_ids;
-      if (c.in == stories) EXPECT_EQ(want_ids, scalar_ids) << out << " " << kernels::isa_name(kernels::active_isa());
+      if (c.in == stories)
+        EXPECT_EQ(want_ids, scalar_ids) << out << " " << kernels::isa_name(kernels::active_isa());
       for (int threads : {1, 2}) {
         for (const char* repack : {"1", "0"}) {
           setenv("MOE_REPACK", repack, 1);

@@ -1,6 +1,9 @@
 // `moe bench`: prompt-processing and generation speed of a model (median of repetitions, like
 // llama-bench's pp/tg tests), the weight bytes one generated token reads, and how close that comes
 // to the machine's measured memory read bandwidth. `moe bench --membw` measures only the bandwidth.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,9 +14,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <sys/mman.h>
-#include <unistd.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -82,7 +82,8 @@ __attribute__((target("avx2"))) uint64_t sum_words_avx2(const uint64_t* p, int64
     a3 = _mm256_add_epi64(a3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 12)));
   }
   alignas(32) uint64_t lanes[4];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes),
+                     _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
   return lanes[0] + lanes[1] + lanes[2] + lanes[3] + sum_words_generic(p + i, n - i);
 }
 #endif
@@ -105,23 +106,28 @@ double measure_membw(ThreadPool& pool, int64_t mib, int passes = 5) {
   // 2 MiB aligned, and transparent huge pages asked for (fewer TLB misses; ignored if unavailable).
   constexpr size_t kAlign = size_t{2} << 20;
   const size_t bytes = (static_cast<size_t>(n) * sizeof(uint64_t) + kAlign - 1) / kAlign * kAlign;
-  std::unique_ptr<uint64_t, decltype(&std::free)> buf(static_cast<uint64_t*>(std::aligned_alloc(kAlign, bytes)),
-                                                     &std::free);
+  std::unique_ptr<uint64_t, decltype(&std::free)> buf(
+      static_cast<uint64_t*>(std::aligned_alloc(kAlign, bytes)), &std::free);
   MOE_CHECK(buf != nullptr, "bench: cannot allocate a bandwidth buffer of ", mib, " MiB");
 #if defined(MADV_HUGEPAGE)
   madvise(buf.get(), bytes, MADV_HUGEPAGE);
 #endif
   uint64_t* data = buf.get();
   constexpr int64_t kGrain = 4096 / sizeof(uint64_t);  // whole pages per thread
-  pool.run(n, [&](int, int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) data[i] = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull;
-  }, kGrain);
+  pool.run(
+      n,
+      [&](int, int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) data[i] = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull;
+      },
+      kGrain);
   std::vector<uint64_t> partial(static_cast<size_t>(pool.size()), 0);
   double best = 0.0;
   for (int pass = 0; pass < passes; ++pass) {
     const auto t0 = Clock::now();
-    pool.run(n, [&](int ti, int64_t b, int64_t e) { partial[static_cast<size_t>(ti)] += sum_words(data + b, e - b); },
-             kGrain);
+    pool.run(
+        n,
+        [&](int ti, int64_t b, int64_t e) { partial[static_cast<size_t>(ti)] += sum_words(data + b, e - b); },
+        kGrain);
     const double s = seconds_since(t0);
     if (s > 0) best = std::max(best, static_cast<double>(n) * sizeof(uint64_t) / s / 1e9);
   }
@@ -263,7 +269,9 @@ void run_bench(const BenchArgs& a) {
     j["reps"] = a.reps;
     j["pp_tok_s"] = pp_tok_s;
     // With -n 0 nothing is generated: the generation figures are null.
-    const auto gen = [&](double v) { return tg.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(v); };
+    const auto gen = [&](double v) {
+      return tg.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(v);
+    };
     j["tg_tok_s"] = gen(tg_tok_s);
     j["bytes_per_token"] = bytes_per_token;
     j["tg_gb_s"] = gen(tg_gb_s);
@@ -291,9 +299,12 @@ void add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Measure prompt and generation speed, and memory bandwidth use");
   auto a = std::make_shared<BenchArgs>();
   cmd->add_option("-m,--model", a->model, "model file (GGUF) or Hugging Face directory");
-  cmd->add_option("-p,--n-prompt", a->n_prompt, "prompt tokens, evaluated as one batch")->capture_default_str();
+  cmd->add_option("-p,--n-prompt", a->n_prompt, "prompt tokens, evaluated as one batch")
+      ->capture_default_str();
   cmd->add_option("-n,--n-gen", a->n_gen, "tokens generated one at a time; 0 = none")->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "threads; 0 = all cores")->capture_default_str()->check(CLI::Range(0, 1024));
+  cmd->add_option("-t,--threads", a->threads, "threads; 0 = all cores")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
   cmd->add_option("-r,--reps", a->reps, "repetitions; the median is reported")->capture_default_str();
   cmd->add_flag("--json", a->json, "print one JSON object on stdout");
   cmd->add_flag("--membw", a->membw_only, "measure only the memory read bandwidth");

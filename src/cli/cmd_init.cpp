@@ -55,7 +55,8 @@ void run_init(const InitArgs& a) {
     std::fclose(f);
   }
   write_random_model(c, opt, a.out);
-  std::fprintf(stderr, "init: wrote %s (%s, %.2fM parameters)\n", a.out.c_str(), c.arch.c_str(), n.total / 1e6);
+  std::fprintf(stderr, "init: wrote %s (%s, %.2fM parameters)\n", a.out.c_str(), c.arch.c_str(),
+               n.total / 1e6);
 }
 
 }  // namespace
@@ -66,11 +67,13 @@ void add_init_command(CLI::App& app) {
   cmd->add_option("--preset", a->preset, "model shape (moe info --presets)")->required();
   cmd->add_option("-o,--out", a->out, "output GGUF file")->required();
   cmd->add_flag("--reduced", a->reduced, "same architecture and features at a test size");
-  cmd->add_option("--tokenizer-from", a->tokenizer_from, "copy the tokenizer (and vocabulary size) of this GGUF");
+  cmd->add_option("--tokenizer-from", a->tokenizer_from,
+                  "copy the tokenizer (and vocabulary size) of this GGUF");
   cmd->add_option("--chat-template", a->chat_template, "store this Jinja file as tokenizer.chat_template");
   cmd->add_option("--type", a->type, "matrix type: f32, f16 or bf16");
   cmd->add_option("--seed", a->seed, "random seed");
-  cmd->add_flag("--old-mla-layout", a->old_mla_layout, "deepseek2: write attn_kv_b instead of attn_k_b/attn_v_b");
+  cmd->add_flag("--old-mla-layout", a->old_mla_layout,
+                "deepseek2: write attn_kv_b instead of attn_k_b/attn_v_b");
   cmd->callback([a] { run_init(*a); });
 }
 

@@ -189,8 +189,11 @@ std::function<void(int64_t, int64_t)> matmul_job(const Tensor& w, const Activati
   const DType act = ref::act_type_for(w.type);
   if (act != DType::F32) {
     const Activations::Quantized& q = xa.quantized(act);
-    const ref::QMatmulArgs qa{static_cast<const uint8_t*>(w.data), w.nb[1], w.grouped,
-                              ref::QuantizedActsView{q.qs.data(), q.d.data(), q.aux.data(), n_in, n_tokens}, y,
+    const ref::QMatmulArgs qa{static_cast<const uint8_t*>(w.data),
+                              w.nb[1],
+                              w.grouped,
+                              ref::QuantizedActsView{q.qs.data(), q.d.data(), q.aux.data(), n_in, n_tokens},
+                              y,
                               n_out};
     const cpu::QMatmulRowsFn qfn = qmatmul_fn(w.type);
     const DType type = w.type;
@@ -210,7 +213,8 @@ std::function<void(int64_t, int64_t)> matmul_job(const Tensor& w, const Activati
     if (fn) {
       fn(args, r0, r1);
     } else {
-      ref::matmul_rows(type, args.w, args.row_stride, args.n_in, args.x, args.n_tokens, args.y, args.n_out, r0, r1);
+      ref::matmul_rows(type, args.w, args.row_stride, args.n_in, args.x, args.n_tokens, args.y, args.n_out,
+                       r0, r1);
     }
   };
 }
@@ -221,15 +225,16 @@ void matmul(const Tensor& w, const Activations& xa, float* y, ThreadPool* pool) 
   const std::function<void(int64_t, int64_t)> job = matmul_job(w, xa, y);
   const int64_t n_out = w.rows();
   if (pool != nullptr && pool->size() > 1 && n_out * w.ne[0] * xa.n_tokens() >= kMinParallelWork) {
-    pool->run(n_out, [&](int, int64_t r0, int64_t r1) { job(r0, r1); }, kRowGrain);
+    pool->run(
+        n_out, [&](int, int64_t r0, int64_t r1) { job(r0, r1); }, kRowGrain);
   } else {
     job(0, n_out);
   }
 }
 
 void matmul_rows(const Tensor& w, const Activations& x, float* y, int64_t r0, int64_t r1) {
-  MOE_CHECK(r0 >= 0 && r0 <= r1 && r1 <= w.rows(), "matmul_rows: rows [", r0, ", ", r1, ") of tensor '", w.name,
-            "' with ", w.rows(), " rows");
+  MOE_CHECK(r0 >= 0 && r0 <= r1 && r1 <= w.rows(), "matmul_rows: rows [", r0, ", ", r1, ") of tensor '",
+            w.name, "' with ", w.rows(), " rows");
   if (r0 < r1) matmul_job(w, x, y)(r0, r1);
 }
 

@@ -18,9 +18,9 @@ namespace moe::kernels {
 
 enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 const char* isa_name(Isa isa);
-Isa detected_isa();                 // the best the CPU supports
-Isa active_isa();                   // what the kernels use now
-void force_isa(Isa isa);            // clamps to detected_isa(); for tests and benchmarks
+Isa detected_isa();       // the best the CPU supports
+Isa active_isa();         // what the kernels use now
+void force_isa(Isa isa);  // clamps to detected_isa(); for tests and benchmarks
 
 // Types matmul accepts as weights.
 bool matmul_supports(DType t);
@@ -37,9 +37,9 @@ class Activations {
   int64_t n_in() const { return n_in_; }
   // The input quantized as act (DType::Q8_0 or DType::Q8_K).
   struct Quantized {
-    std::vector<int8_t> qs;   // [n_tokens, n_in]
-    std::vector<float> d;     // [n_tokens, n_in / block]
-    std::vector<int32_t> aux; // see kernels/ref/quant_dot.h
+    std::vector<int8_t> qs;    // [n_tokens, n_in]
+    std::vector<float> d;      // [n_tokens, n_in / block]
+    std::vector<int32_t> aux;  // see kernels/ref/quant_dot.h
   };
   const Quantized& quantized(DType act) const;
   // Makes the form a weight of type w needs now, so that threads may then share this object.
@@ -90,7 +90,7 @@ struct RopeParams {
   float attn_factor = 1.0f;    // YaRN magnitude scale
   float beta_fast = 32.0f;
   float beta_slow = 1.0f;
-  int64_t n_ctx_orig = 0;      // YaRN original context
+  int64_t n_ctx_orig = 0;  // YaRN original context
   // [n_rot / 2] or empty: per-pair divisors of the angle (Llama 3's rope scaling, llama.cpp's
   // rope_freqs tensor / ggml_rope_ext's freq_factors).
   std::vector<float> freq_factors;

@@ -619,8 +619,10 @@ TEST(KernelsWeightedRows, MatchesReference) {
           const std::vector<float> p = random_floats(rng, n_out * p_stride, 0.0f, 1.0f);
           const std::vector<float> rows = random_floats(rng, n_rows * row_stride);
           std::vector<float> got(static_cast<size_t>(n_out * out_stride), 7.0f), want = got;
-          weighted_rows(p.data(), p_stride, n_out, rows.data(), row_stride, n_rows, got.data(), out_stride, n);
-          ref::weighted_rows(p.data(), p_stride, n_out, rows.data(), row_stride, n_rows, want.data(), out_stride, n);
+          weighted_rows(p.data(), p_stride, n_out, rows.data(), row_stride, n_rows, got.data(), out_stride,
+                        n);
+          ref::weighted_rows(p.data(), p_stride, n_out, rows.data(), row_stride, n_rows, want.data(),
+                             out_stride, n);
           for (int64_t h = 0; h < n_out; ++h)
             for (int64_t d = 0; d < out_stride; ++d) {
               const size_t i = static_cast<size_t>(h * out_stride + d);
@@ -629,7 +631,8 @@ TEST(KernelsWeightedRows, MatchesReference) {
                 continue;
               }
               double mag = 0.0;
-              for (int64_t j = 0; j < n_rows; ++j) mag += std::fabs(double(p[h * p_stride + j]) * rows[j * row_stride + d]);
+              for (int64_t j = 0; j < n_rows; ++j)
+                mag += std::fabs(double(p[h * p_stride + j]) * rows[j * row_stride + d]);
               ASSERT_LE(std::fabs(got[i] - want[i]), 1e-6 * mag + 1e-7)
                   << isa_name(isa) << " n_out " << n_out << " n " << n << " rows " << n_rows;
             }

@@ -281,15 +281,17 @@ TEST(KQuant, MatmulEveryIsaEqualsReference) {
         std::vector<int32_t> aux(n_tokens * (n_in / 16));
         ref::quantize_acts(DType::Q8_K, x.data(), n_tokens, n_in, qs.data(), d.data(), aux.data());
         std::vector<float> want(n_out * n_tokens);
-        const ref::QMatmulArgs qa{bytes.data(), rb, false,
-                                  ref::QuantizedActsView{qs.data(), d.data(), aux.data(), n_in, n_tokens}, want.data(),
-                                  n_out};
+        const ref::QMatmulArgs qa{
+            bytes.data(), rb,
+            false,        ref::QuantizedActsView{qs.data(), d.data(), aux.data(), n_in, n_tokens},
+            want.data(),  n_out};
         ref::qmatmul_rows(t, qa, 0, n_out);
         for (int64_t k = 0; k < n_tokens; ++k)
           for (int64_t r = 0; r < n_out; ++r) {
             double s = 0, mag = 0;
             for (int64_t i = 0; i < n_in; ++i) {
-              const double p = double(values[r * n_in + i]) * d[k * (n_in / 256) + i / 256] * qs[k * n_in + i];
+              const double p =
+                  double(values[r * n_in + i]) * d[k * (n_in / 256) + i / 256] * qs[k * n_in + i];
               s += p;
               mag += std::fabs(p);
             }

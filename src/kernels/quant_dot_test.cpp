@@ -79,8 +79,10 @@ std::vector<float> reference(const QWeights& w, const std::vector<float>& x, int
   std::vector<int32_t> aux(static_cast<size_t>(n_tokens * ref::act_aux_per_row(act, n_in)));
   ref::quantize_acts(act, x.data(), n_tokens, n_in, qs.data(), d.data(), aux.data());
   std::vector<float> y(static_cast<size_t>(n_tokens * n_out));
-  const ref::QMatmulArgs a{w.bytes.data(), row_bytes(t, n_in), false,
-                           ref::QuantizedActsView{qs.data(), d.data(), aux.data(), n_in, n_tokens}, y.data(), n_out};
+  const ref::QMatmulArgs a{
+      w.bytes.data(), row_bytes(t, n_in),
+      false,          ref::QuantizedActsView{qs.data(), d.data(), aux.data(), n_in, n_tokens},
+      y.data(),       n_out};
   ref::qmatmul_rows(t, a, 0, n_out);
   exact->assign(y.size(), 0.0);
   magnitude->assign(y.size(), 0.0);

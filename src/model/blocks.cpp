@@ -20,8 +20,7 @@ void embed_tokens(const Tensor& tok_embd, std::span<const int32_t> tokens, float
   }
 }
 
-void rms_norm_rows(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps,
-                   float* out) {
+void rms_norm_rows(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps, float* out) {
   for (int64_t r = 0; r < n_rows; ++r) kernels::rms_norm(x + r * n, weight, n, eps, out + r * n);
 }
 
@@ -31,8 +30,8 @@ void add_bias_rows(float* y, const std::vector<float>& b, int64_t n_rows) {
     for (int64_t i = 0; i < n; ++i) y[r * n + i] += b[i];
 }
 
-void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, const float* h,
-                   int64_t n_tokens, int64_t pos0, KvCache& cache, float* out, ThreadPool& pool) {
+void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, const float* h, int64_t n_tokens,
+                   int64_t pos0, KvCache& cache, float* out, ThreadPool& pool) {
   const int64_t n_head = cfg.n_head, n_head_kv = cfg.n_head_kv;
   const int64_t dk = cfg.head_dim_k, dv = cfg.head_dim_v;
   const int64_t q_width = n_head * dk, k_width = n_head_kv * dk, v_width = n_head_kv * dv;
@@ -41,7 +40,7 @@ void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, cons
   std::vector<float> q(static_cast<size_t>(n_tokens * q_width));  // [n_tokens, n_head * dk]
   std::vector<float> k(static_cast<size_t>(n_tokens * k_width));  // [n_tokens, n_head_kv * dk]
   std::vector<float> v(static_cast<size_t>(n_tokens * v_width));  // [n_tokens, n_head_kv * dv]
-  const kernels::Activations hx(h, n_tokens, cfg.n_embd);  // quantized once for q, k and v
+  const kernels::Activations hx(h, n_tokens, cfg.n_embd);         // quantized once for q, k and v
   kernels::matmul(w.wq, hx, q.data(), &pool);
   kernels::matmul(w.wk, hx, k.data(), &pool);
   kernels::matmul(w.wv, hx, v.data(), &pool);
@@ -67,7 +66,7 @@ void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, cons
     for (int64_t job = begin; job < end; ++job) {
       const int64_t t = job / n_head_kv, g = job % n_head_kv;
       const int64_t n_kv = pos0 + t + 1;  // causal: this token sees positions [0, pos0 + t]
-      Tensor keys;  // ne {dk, n_kv}: kv head g of every cached position
+      Tensor keys;                        // ne {dk, n_kv}: kv head g of every cached position
       keys.name = "k cache";
       keys.type = DType::F32;
       keys.n_dims = 2;
@@ -106,7 +105,8 @@ void ffn_swiglu_many(std::span<const FfnTask> tasks, ThreadPool& pool) {
     const FfnTask& t = tasks[i];
     const int64_t m = t.x->n_tokens(), n_ff = t.w->gate.ne[1];
     MOE_CHECK(t.w->up.ne[1] == n_ff && t.w->down.ne[0] == n_ff && t.w->gate.ne[0] == t.x->n_in(),
-              "ffn: tensors '", t.w->gate.name, "', '", t.w->up.name, "', '", t.w->down.name, "' do not fit together");
+              "ffn: tensors '", t.w->gate.name, "', '", t.w->up.name, "', '", t.w->down.name,
+              "' do not fit together");
     hidden[i].resize(static_cast<size_t>(m * n_ff));
     up[i].resize(static_cast<size_t>(m * n_ff));
     t.x->prepare_for(t.w->gate.type);

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "kernels/kernels.h"
 #include "core/thread_pool.h"
+#include "kernels/kernels.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 
@@ -20,25 +20,24 @@ namespace moe {
 void embed_tokens(const Tensor& tok_embd, std::span<const int32_t> tokens, float* x);
 
 // out[r] = rms_norm(x[r]) * weight for each of n_rows rows of width n. out may be x.
-void rms_norm_rows(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps,
-                   float* out);
+void rms_norm_rows(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps, float* out);
 
 // y[r] += b for each of n_rows rows of width b.size().
 void add_bias_rows(float* y, const std::vector<float>& b, int64_t n_rows);
 
 struct GqaWeights {
-  Tensor wq;  // ne {n_embd, n_head * head_dim_k}
-  Tensor wk;  // ne {n_embd, n_head_kv * head_dim_k}
-  Tensor wv;  // ne {n_embd, n_head_kv * head_dim_v}
-  Tensor wo;  // ne {n_head * head_dim_v, n_embd}
+  Tensor wq;                                         // ne {n_embd, n_head * head_dim_k}
+  Tensor wk;                                         // ne {n_embd, n_head_kv * head_dim_k}
+  Tensor wv;                                         // ne {n_embd, n_head_kv * head_dim_v}
+  Tensor wo;                                         // ne {n_head * head_dim_v, n_embd}
   std::optional<std::vector<float>> bq, bk, bv, bo;  // Qwen2 has q/k/v biases
 };
 
 // Causal self-attention of n_tokens tokens at positions [pos0, pos0 + n_tokens): projects,
 // applies RoPE, appends k/v to layer il of the cache, attends, projects out.
 //   h: [n_tokens, n_embd] (normed input)   out: [n_tokens, n_embd]
-void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, const float* h,
-                   int64_t n_tokens, int64_t pos0, KvCache& cache, float* out, ThreadPool& pool);
+void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, const float* h, int64_t n_tokens,
+                   int64_t pos0, KvCache& cache, float* out, ThreadPool& pool);
 
 struct FfnWeights {
   Tensor gate;  // ne {n_embd, n_ff}

@@ -47,7 +47,8 @@ MlaWeights load_mla(const WeightLoader& w, const ModelConfig& c, const std::stri
   a.wkv_a = w.matrix(b + "attn_kv_a_mqa.weight", {c.n_embd, rank + c.rope.n_rot});
   a.kv_a_norm = w.vector(b + "attn_kv_a_norm.weight", rank);
   a.wo = w.matrix(b + "attn_output.weight", {n_head * dv, c.n_embd});
-  const bool split = w.file().find_tensor(b + "attn_k_b.weight") || w.file().find_tensor(b + "attn_v_b.weight");
+  const bool split =
+      w.file().find_tensor(b + "attn_k_b.weight") || w.file().find_tensor(b + "attn_v_b.weight");
   MOE_CHECK(split || w.file().find_tensor(b + "attn_kv_b.weight"), w.file().name(), ": tensor '", b,
             "attn_k_b.weight' is missing (and there is no '", b, "attn_kv_b.weight' of the older layout)");
   if (split) {
@@ -85,8 +86,8 @@ MlaWeights load_mla(const WeightLoader& w, const ModelConfig& c, const std::stri
   return a;
 }
 
-FfnWeights load_ffn(const WeightLoader& w, const ModelConfig& c, const std::string& b, const std::string& suffix,
-                    int64_t n_ff) {
+FfnWeights load_ffn(const WeightLoader& w, const ModelConfig& c, const std::string& b,
+                    const std::string& suffix, int64_t n_ff) {
   return FfnWeights{w.matrix(b + "ffn_gate" + suffix + ".weight", {c.n_embd, n_ff}),
                     w.matrix(b + "ffn_up" + suffix + ".weight", {c.n_embd, n_ff}),
                     w.matrix(b + "ffn_down" + suffix + ".weight", {n_ff, c.n_embd})};
@@ -118,18 +119,18 @@ MoeWeights load_moe(const WeightLoader& w, const ModelConfig& c, const std::stri
 void validate_config(const ModelConfig& c, const std::string& src) {
   if (c.n_expert > 0) {
     MOE_CHECK(c.n_expert <= 4096, src, ": expert_count = ", c.n_expert, " is out of range");
-    MOE_CHECK(c.n_expert_used > 0 && c.n_expert_used <= c.n_expert, src, ": expert_used_count = ",
-              c.n_expert_used, " must be in [1, expert_count = ", c.n_expert, "]");
+    MOE_CHECK(c.n_expert_used > 0 && c.n_expert_used <= c.n_expert, src,
+              ": expert_used_count = ", c.n_expert_used, " must be in [1, expert_count = ", c.n_expert, "]");
     MOE_CHECK(c.n_ff_exp > 0, src, ": the expert feed-forward width must be positive");
     MOE_CHECK(c.n_layer_dense_lead >= 0 && c.n_layer_dense_lead <= c.n_layer, src,
               ": leading_dense_block_count = ", c.n_layer_dense_lead, " is out of range");
-    MOE_CHECK(c.n_expert_shared >= 0 && c.n_expert_shared <= 64, src, ": expert_shared_count = ",
-              c.n_expert_shared, " is out of range");
+    MOE_CHECK(c.n_expert_shared >= 0 && c.n_expert_shared <= 64, src,
+              ": expert_shared_count = ", c.n_expert_shared, " is out of range");
     if (c.n_expert_groups > 1) {
       MOE_CHECK(c.n_expert % c.n_expert_groups == 0, src, ": expert_group_count = ", c.n_expert_groups,
                 " does not divide expert_count = ", c.n_expert);
-      MOE_CHECK(c.n_group_used > 0 && c.n_group_used <= c.n_expert_groups, src, ": expert_group_used_count = ",
-                c.n_group_used, " must be in [1, expert_group_count]");
+      MOE_CHECK(c.n_group_used > 0 && c.n_group_used <= c.n_expert_groups, src,
+                ": expert_group_used_count = ", c.n_group_used, " must be in [1, expert_group_count]");
       MOE_CHECK(c.n_group_used * (c.n_expert / c.n_expert_groups) >= c.n_expert_used, src,
                 ": the kept expert groups hold fewer experts than expert_used_count");
     }
@@ -139,9 +140,8 @@ void validate_config(const ModelConfig& c, const std::string& src) {
   if (c.kv_lora_rank > 0) {
     MOE_CHECK(c.kv_lora_rank <= 65536 && c.q_lora_rank >= 0 && c.q_lora_rank <= 65536, src,
               ": MLA ranks are out of range");
-    MOE_CHECK(c.qk_nope_dim > 0 && c.qk_nope_dim + c.rope.n_rot == c.head_dim_k, src,
-              ": MLA key length ", c.head_dim_k, " must be the no-rope dims plus rope.dimension_count ",
-              c.rope.n_rot);
+    MOE_CHECK(c.qk_nope_dim > 0 && c.qk_nope_dim + c.rope.n_rot == c.head_dim_k, src, ": MLA key length ",
+              c.head_dim_k, " must be the no-rope dims plus rope.dimension_count ", c.rope.n_rot);
   }
 }
 
@@ -224,7 +224,8 @@ void group_matrices(DecoderWeights& d) {
   for (Tensor* t : todo) {
     const size_t rb = row_bytes(t->type, t->ne[0]);
     uint8_t* dst = d.owned->data() + off;
-    kernels::ref::group_rows(t->type, static_cast<const uint8_t*>(t->data), t->nb[1], t->rows(), t->ne[0], dst);
+    kernels::ref::group_rows(t->type, static_cast<const uint8_t*>(t->data), t->nb[1], t->rows(), t->ne[0],
+                             dst);
     t->data = dst;
     t->nb[1] = rb;
     t->nb[2] = rb * static_cast<size_t>(t->ne[1]);

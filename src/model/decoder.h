@@ -21,14 +21,14 @@ struct DecoderLayer {
   std::vector<float> attn_norm, ffn_norm;  // [n_embd]
   std::optional<GqaWeights> gqa;           // exactly one of gqa, mla
   std::optional<MlaWeights> mla;
-  std::optional<FfnWeights> ffn;           // exactly one of ffn, moe
+  std::optional<FfnWeights> ffn;  // exactly one of ffn, moe
   std::optional<MoeWeights> moe;
 };
 
 struct DecoderWeights {
-  Tensor tok_embd;                  // ne {n_embd, n_vocab}
-  std::vector<float> output_norm;   // [n_embd]
-  Tensor output;                    // ne {n_embd, n_vocab}; tok_embd when tied
+  Tensor tok_embd;                 // ne {n_embd, n_vocab}
+  std::vector<float> output_norm;  // [n_embd]
+  Tensor output;                   // ne {n_embd, n_vocab}; tok_embd when tied
   std::vector<DecoderLayer> layers;
   // Memory behind matrices regrouped at load time (Q8_0 / Q4_0 in the kernels' grouped layout).
   std::shared_ptr<HugeBuffer> owned;
@@ -52,8 +52,8 @@ class DecoderModel : public Model {
  public:
   DecoderModel(ModelConfig cfg, DecoderWeights w);
   KvCache new_cache(int64_t n_ctx) const override;
-  void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, bool all_logits,
-               float* logits, ThreadPool& pool) const override;
+  void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, bool all_logits, float* logits,
+               ThreadPool& pool) const override;
 
  private:
   DecoderWeights w_;

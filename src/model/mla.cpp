@@ -8,14 +8,14 @@
 
 namespace moe {
 
-void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, const float* h,
-                   int64_t n_tokens, int64_t pos0, KvCache& cache, float* out, ThreadPool& pool) {
+void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, const float* h, int64_t n_tokens,
+                   int64_t pos0, KvCache& cache, float* out, ThreadPool& pool) {
   const int64_t n_head = cfg.n_head, dk = cfg.head_dim_k, dv = cfg.head_dim_v;
   const int64_t rank = cfg.kv_lora_rank, n_rot = cfg.rope.n_rot, nope = cfg.qk_nope_dim;
   const int64_t lat = rank + n_rot;  // cached width per token
   cache.check_room(pos0, n_tokens);
 
-  const kernels::Activations hx(h, n_tokens, cfg.n_embd);  // quantized once for q and kv
+  const kernels::Activations hx(h, n_tokens, cfg.n_embd);             // quantized once for q and kv
   std::vector<float> q(static_cast<size_t>(n_tokens * n_head * dk));  // [n_tokens, n_head, dk]
   if (w.wq) {
     kernels::matmul(*w.wq, hx, q.data(), &pool);
@@ -47,7 +47,7 @@ void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, cons
   std::vector<float> qabs(static_cast<size_t>(n_tokens * n_head * lat));  // [n_tokens, n_head, lat]
   // Heads in parallel, each a single-threaded matmul (one hand-off instead of one per head).
   pool.run(n_head, [&](int, int64_t h0, int64_t h1) {
-    std::vector<float> xin(static_cast<size_t>(n_tokens * nope));  // [n_tokens, nope]
+    std::vector<float> xin(static_cast<size_t>(n_tokens * nope));   // [n_tokens, nope]
     std::vector<float> yout(static_cast<size_t>(n_tokens * rank));  // [n_tokens, rank]
     for (int64_t hd = h0; hd < h1; ++hd) {
       for (int64_t t = 0; t < n_tokens; ++t)

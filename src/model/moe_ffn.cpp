@@ -17,9 +17,8 @@ namespace {
 void top_k(const float* v, int64_t n, int64_t k, int32_t* out) {
   std::vector<int32_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), 0);
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
-    return v[a] > v[b] || (v[a] == v[b] && a < b);
-  });
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                    [&](int32_t a, int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); });
   std::copy_n(idx.begin(), k, out);
 }
 
@@ -43,7 +42,8 @@ void route_token(const ModelConfig& cfg, const float* logits, const float* bias,
     for (int64_t g = 0; g < n_groups; ++g) {
       int32_t best[2];
       top_k(select.data() + g * per_group, per_group, std::min<int64_t>(2, per_group), best);
-      group_score[g] = select[g * per_group + best[0]] + (per_group > 1 ? select[g * per_group + best[1]] : 0.0f);
+      group_score[g] =
+          select[g * per_group + best[0]] + (per_group > 1 ? select[g * per_group + best[1]] : 0.0f);
     }
     std::vector<int32_t> keep(static_cast<size_t>(cfg.n_group_used));
     top_k(group_score.data(), n_groups, cfg.n_group_used, keep.data());
@@ -73,7 +73,7 @@ Tensor expert_slice(const Tensor& stacked, int64_t e) {
 void ffn_moe(const ModelConfig& cfg, const MoeWeights& w, const float* h, int64_t n_tokens, float* out,
              ThreadPool& pool, std::vector<int64_t>* expert_counts) {
   const int64_t n_embd = cfg.n_embd, n_expert = cfg.n_expert, k = cfg.n_expert_used;
-  const kernels::Activations hx(h, n_tokens, n_embd);  // [n_tokens, n_embd], quantized once
+  const kernels::Activations hx(h, n_tokens, n_embd);                   // [n_tokens, n_embd], quantized once
   std::vector<float> logits(static_cast<size_t>(n_tokens * n_expert));  // [n_tokens, n_expert]
   kernels::matmul(w.gate_inp, hx, logits.data(), &pool);
 
@@ -82,14 +82,15 @@ void ffn_moe(const ModelConfig& cfg, const MoeWeights& w, const float* h, int64_
   std::vector<int32_t> ids(static_cast<size_t>(k));
   std::vector<float> weights(static_cast<size_t>(k));
   for (int64_t t = 0; t < n_tokens; ++t) {
-    route_token(cfg, logits.data() + t * n_expert, w.bias ? w.bias->data() : nullptr, ids.data(), weights.data());
+    route_token(cfg, logits.data() + t * n_expert, w.bias ? w.bias->data() : nullptr, ids.data(),
+                weights.data());
     for (int64_t i = 0; i < k; ++i) assigned[ids[i]].emplace_back(t, weights[i]);
   }
 
   // One FFN task per expert with tokens (and the shared experts, over every token), run together.
   std::vector<FfnTask> tasks;
-  std::vector<int64_t> task_expert;                      // expert of each task; -1 = shared
-  std::vector<std::vector<float>> xs, ys;                // gathered inputs, outputs [m, n_embd]
+  std::vector<int64_t> task_expert;                       // expert of each task; -1 = shared
+  std::vector<std::vector<float>> xs, ys;                 // gathered inputs, outputs [m, n_embd]
   std::vector<std::unique_ptr<kernels::Activations>> xa;  // stable addresses for the tasks
   xs.reserve(static_cast<size_t>(n_expert));
   ys.reserve(static_cast<size_t>(n_expert) + 1);

@@ -22,7 +22,7 @@ struct MoeWeights {
   // Per expert: 2-D views (slices of ggml's stacked 3-D tensors, or separate tensors):
   // gate and up ne {n_embd, n_ff_exp}, down ne {n_ff_exp, n_embd}.
   std::vector<FfnWeights> experts;
-  std::optional<FfnWeights> shared;        // shared experts, fused into one FFN (width n_shared * n_ff_exp)
+  std::optional<FfnWeights> shared;  // shared experts, fused into one FFN (width n_shared * n_ff_exp)
 };
 
 // Routing of one token. scores_logits: [n_expert] router outputs. Writes the chosen experts to

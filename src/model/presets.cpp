@@ -13,8 +13,8 @@ namespace moe {
 
 namespace {
 
-ModelConfig dense(const std::string& arch, int64_t vocab, int64_t embd, int64_t ff, int64_t layers, int64_t heads,
-                  int64_t kv_heads, float theta, float eps, int64_t ctx) {
+ModelConfig dense(const std::string& arch, int64_t vocab, int64_t embd, int64_t ff, int64_t layers,
+                  int64_t heads, int64_t kv_heads, float theta, float eps, int64_t ctx) {
   ModelConfig c;
   c.arch = arch;
   c.n_vocab = vocab;
@@ -33,9 +33,9 @@ ModelConfig dense(const std::string& arch, int64_t vocab, int64_t embd, int64_t 
 }
 
 // DeepSeek MLA + MoE shape (DeepSeek's own inference/configs, testdata/deepseek-ref/).
-ModelConfig deepseek(int64_t vocab, int64_t embd, int64_t ff, int64_t ff_exp, int64_t layers, int64_t dense_lead,
-                     int64_t heads, int64_t experts, int64_t used, int64_t shared, int64_t q_lora, bool sigmoid,
-                     float scale, int64_t groups, int64_t groups_used) {
+ModelConfig deepseek(int64_t vocab, int64_t embd, int64_t ff, int64_t ff_exp, int64_t layers,
+                     int64_t dense_lead, int64_t heads, int64_t experts, int64_t used, int64_t shared,
+                     int64_t q_lora, bool sigmoid, float scale, int64_t groups, int64_t groups_used) {
   ModelConfig c;
   c.arch = "deepseek2";
   c.n_vocab = vocab;
@@ -75,7 +75,8 @@ ModelConfig deepseek(int64_t vocab, int64_t embd, int64_t ff, int64_t ff_exp, in
 std::vector<float> llama3_factors(float theta, int64_t dim, float factor, float low, float high, float orig) {
   std::vector<float> out;
   for (int64_t i = 0; i < dim; i += 2) {
-    const double freq = 1.0 / std::pow(static_cast<double>(theta), static_cast<double>(i) / static_cast<double>(dim));
+    const double freq =
+        1.0 / std::pow(static_cast<double>(theta), static_cast<double>(i) / static_cast<double>(dim));
     const double wavelen = 2.0 * M_PI / freq;
     if (wavelen < orig / high) {
       out.push_back(1.0f);
@@ -91,9 +92,11 @@ std::vector<float> llama3_factors(float theta, int64_t dim, float factor, float 
 
 std::vector<Preset> make_presets() {
   std::vector<Preset> p;
-  p.push_back({"deepseek-r1", "DeepSeek-R1 / V3 (671B total, 37B active): MLA, 256 routed + 1 shared experts, top-8",
+  p.push_back({"deepseek-r1",
+               "DeepSeek-R1 / V3 (671B total, 37B active): MLA, 256 routed + 1 shared experts, top-8",
                deepseek(129280, 7168, 18432, 2048, 61, 3, 128, 256, 8, 1, 1536, true, 2.5f, 8, 4), 0.1f});
-  p.push_back({"deepseek-v2-lite", "DeepSeek-V2-Lite (16B): MLA without query compression, 64 experts top-6, 2 shared",
+  p.push_back({"deepseek-v2-lite",
+               "DeepSeek-V2-Lite (16B): MLA without query compression, 64 experts top-6, 2 shared",
                deepseek(102400, 2048, 10944, 1408, 27, 1, 16, 64, 6, 2, 0, false, 1.0f, 1, 1), 0.0707f});
   p.push_back({"r1-distill-qwen-1.5b", "DeepSeek-R1-Distill-Qwen-1.5B (Qwen2 architecture)",
                dense("qwen2", 151936, 1536, 8960, 28, 12, 2, 10000.0f, 1e-6f, 131072)});
@@ -117,11 +120,13 @@ std::vector<Preset> make_presets() {
   seed.n_ff_exp = seed.n_ff;
   seed.expert_weights_norm = false;  // probs = softmax(x W^T); topk(probs, 2) used as they are
   seed.expert_weights_scale = 1.0f;
-  p.push_back({"seed-moe", "the seed's MoE: 22 layers x 16 experts, top-2 softmax routing without renormalisation",
+  p.push_back({"seed-moe",
+               "the seed's MoE: 22 layers x 16 experts, top-2 softmax routing without renormalisation",
                seed});
   // The benchmark models of bench/vs_llamacpp.sh: a small DeepSeek-V3-style MoE (1.25B total,
   // 264M active parameters) and a dense Qwen2 of about 130M.
-  p.push_back({"bench-deepseek2", "benchmark MoE: hidden 1024, 8 layers (first dense), MLA, 64 experts top-6 + 2 shared",
+  p.push_back({"bench-deepseek2",
+               "benchmark MoE: hidden 1024, 8 layers (first dense), MLA, 64 experts top-6 + 2 shared",
                deepseek(102400, 1024, 2816, 704, 8, 1, 8, 64, 6, 2, 384, true, 2.5f, 1, 1), 0.1f});
   p.push_back({"bench-qwen2", "benchmark dense model: Qwen2 architecture, hidden 768, 12 layers",
                dense("qwen2", 32000, 768, 2304, 12, 12, 2, 1000000.0f, 1e-6f, 32768)});
@@ -220,33 +225,39 @@ std::string describe_config(const ModelConfig& c) {
   };
   line("architecture      %s\n", c.arch.c_str());
   line("vocabulary        %lld\n", static_cast<long long>(c.n_vocab));
-  line("layers            %lld (embedding %lld)\n", static_cast<long long>(c.n_layer), static_cast<long long>(c.n_embd));
+  line("layers            %lld (embedding %lld)\n", static_cast<long long>(c.n_layer),
+       static_cast<long long>(c.n_embd));
   if (c.is_mla()) {
-    line("attention         MLA: %lld heads, q rank %lld, kv rank %lld, head k %lld (nope %lld + rope %lld), v %lld\n",
-         static_cast<long long>(c.n_head), static_cast<long long>(c.q_lora_rank),
-         static_cast<long long>(c.kv_lora_rank), static_cast<long long>(c.head_dim_k),
-         static_cast<long long>(c.qk_nope_dim), static_cast<long long>(c.rope.n_rot),
-         static_cast<long long>(c.head_dim_v));
+    line(
+        "attention         MLA: %lld heads, q rank %lld, kv rank %lld, head k %lld (nope %lld + rope %lld), "
+        "v %lld\n",
+        static_cast<long long>(c.n_head), static_cast<long long>(c.q_lora_rank),
+        static_cast<long long>(c.kv_lora_rank), static_cast<long long>(c.head_dim_k),
+        static_cast<long long>(c.qk_nope_dim), static_cast<long long>(c.rope.n_rot),
+        static_cast<long long>(c.head_dim_v));
   } else {
     line("attention         GQA: %lld heads, %lld kv heads, head %lld\n", static_cast<long long>(c.n_head),
          static_cast<long long>(c.n_head_kv), static_cast<long long>(c.head_dim_k));
   }
   if (c.n_expert > 0) {
-    line("feed-forward      MoE: %lld experts, top-%lld, %lld shared, expert width %lld, first %lld layers dense (%lld)\n",
-         static_cast<long long>(c.n_expert), static_cast<long long>(c.n_expert_used),
-         static_cast<long long>(c.n_expert_shared), static_cast<long long>(c.n_ff_exp),
-         static_cast<long long>(c.n_layer_dense_lead), static_cast<long long>(c.n_ff));
+    line(
+        "feed-forward      MoE: %lld experts, top-%lld, %lld shared, expert width %lld, first %lld layers "
+        "dense (%lld)\n",
+        static_cast<long long>(c.n_expert), static_cast<long long>(c.n_expert_used),
+        static_cast<long long>(c.n_expert_shared), static_cast<long long>(c.n_ff_exp),
+        static_cast<long long>(c.n_layer_dense_lead), static_cast<long long>(c.n_ff));
     line("router            %s%s, weights %s x %.2f", c.gating_sigmoid ? "sigmoid" : "softmax",
-         c.n_expert_groups > 1 ? " + group-limited" : "", c.expert_weights_norm ? "renormalised" : "as scored",
-         c.expert_weights_scale);
+         c.n_expert_groups > 1 ? " + group-limited" : "",
+         c.expert_weights_norm ? "renormalised" : "as scored", c.expert_weights_scale);
     if (c.n_expert_groups > 1)
-      line(" (%lld groups, keep %lld)", static_cast<long long>(c.n_expert_groups), static_cast<long long>(c.n_group_used));
+      line(" (%lld groups, keep %lld)", static_cast<long long>(c.n_expert_groups),
+           static_cast<long long>(c.n_group_used));
     s += "\n";
   } else {
     line("feed-forward      dense SwiGLU, width %lld\n", static_cast<long long>(c.n_ff));
   }
-  line("rope              theta %g, %lld dims, %s pairs", c.rope.freq_base, static_cast<long long>(c.rope.n_rot),
-       c.rope.neox ? "NeoX" : "adjacent");
+  line("rope              theta %g, %lld dims, %s pairs", c.rope.freq_base,
+       static_cast<long long>(c.rope.n_rot), c.rope.neox ? "NeoX" : "adjacent");
   if (!c.rope.freq_factors.empty()) s += ", Llama 3 frequency factors";
   if (c.rope.ext_factor != 0.0f)
     line(", YaRN x%g from %lld", 1.0f / c.rope.freq_scale, static_cast<long long>(c.rope.n_ctx_orig));
@@ -273,11 +284,13 @@ class RandomTensors {
     for (float& x : v) x = center + a * static_cast<float>(2.0 * rng_.uniform() - 1.0);
     return v;
   }
-  void add(const std::string& name, const std::vector<int64_t>& ne, const std::vector<float>& v, bool matrix) {
+  void add(const std::string& name, const std::vector<int64_t>& ne, const std::vector<float>& v,
+           bool matrix) {
     const DType t = matrix ? opt_.type : DType::F32;
     const size_t row = row_bytes(t, ne[0]);
     std::vector<uint8_t> bytes(row * (v.size() / ne[0]));
-    for (size_t r = 0; r < v.size() / ne[0]; ++r) kernels::quantize_row(t, v.data() + r * ne[0], bytes.data() + r * row, ne[0]);
+    for (size_t r = 0; r < v.size() / ne[0]; ++r)
+      kernels::quantize_row(t, v.data() + r * ne[0], bytes.data() + r * row, ne[0]);
     w_.add_tensor(name, t, ne, bytes.data(), bytes.size());
   }
   // gain > 1 widens the spread of the values (used for the output head, so greedy decoding
@@ -355,24 +368,28 @@ void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, con
     w.set(p + "rope.scaling.type", GgufValue::str(c.rope.ext_factor != 0.0f ? "yarn" : "linear"));
     w.set(p + "rope.scaling.factor", GgufValue::f32(1.0f / c.rope.freq_scale));
     if (c.rope.ext_factor != 0.0f) {
-      w.set(p + "rope.scaling.original_context_length", GgufValue::u32(static_cast<uint32_t>(c.rope.n_ctx_orig)));
+      w.set(p + "rope.scaling.original_context_length",
+            GgufValue::u32(static_cast<uint32_t>(c.rope.n_ctx_orig)));
       w.set(p + "rope.scaling.yarn_beta_fast", GgufValue::f32(c.rope.beta_fast));
       w.set(p + "rope.scaling.yarn_beta_slow", GgufValue::f32(c.rope.beta_slow));
     }
   }
   if (mla) {
     w.set(p + "attention.head_count_kv", GgufValue::u32(opt.mla_split ? 1 : static_cast<uint32_t>(c.n_head)));
-    w.set(p + "attention.key_length", GgufValue::u32(static_cast<uint32_t>(
-                                            opt.mla_split ? c.kv_lora_rank + c.rope.n_rot : c.head_dim_k)));
+    w.set(
+        p + "attention.key_length",
+        GgufValue::u32(static_cast<uint32_t>(opt.mla_split ? c.kv_lora_rank + c.rope.n_rot : c.head_dim_k)));
     w.set(p + "attention.value_length",
           GgufValue::u32(static_cast<uint32_t>(opt.mla_split ? c.kv_lora_rank : c.head_dim_v)));
     if (opt.mla_split) {
       w.set(p + "attention.key_length_mla", GgufValue::u32(static_cast<uint32_t>(c.head_dim_k)));
       w.set(p + "attention.value_length_mla", GgufValue::u32(static_cast<uint32_t>(c.head_dim_v)));
     }
-    if (c.q_lora_rank > 0) w.set(p + "attention.q_lora_rank", GgufValue::u32(static_cast<uint32_t>(c.q_lora_rank)));
+    if (c.q_lora_rank > 0)
+      w.set(p + "attention.q_lora_rank", GgufValue::u32(static_cast<uint32_t>(c.q_lora_rank)));
     w.set(p + "attention.kv_lora_rank", GgufValue::u32(static_cast<uint32_t>(c.kv_lora_rank)));
-    w.set(p + "rope.scaling.yarn_log_multiplier", GgufValue::f32(c.rope.ext_factor != 0.0f ? opt.yarn_log_multiplier : 0.0f));
+    w.set(p + "rope.scaling.yarn_log_multiplier",
+          GgufValue::f32(c.rope.ext_factor != 0.0f ? opt.yarn_log_multiplier : 0.0f));
   } else {
     w.set(p + "attention.head_count_kv", GgufValue::u32(static_cast<uint32_t>(c.n_head_kv)));
     w.set(p + "attention.key_length", GgufValue::u32(static_cast<uint32_t>(c.head_dim_k)));
@@ -393,8 +410,9 @@ void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, con
         w.set(p + "expert_group_used_count", GgufValue::u32(static_cast<uint32_t>(c.n_group_used)));
       }
     } else {
-      MOE_CHECK(c.n_ff_exp == c.n_ff && c.n_expert_shared == 0 && !c.gating_sigmoid && c.n_layer_dense_lead == 0,
-                "random model: ", a, " MoE layers use feed_forward_length, softmax routing and no shared experts");
+      MOE_CHECK(
+          c.n_ff_exp == c.n_ff && c.n_expert_shared == 0 && !c.gating_sigmoid && c.n_layer_dense_lead == 0,
+          "random model: ", a, " MoE layers use feed_forward_length, softmax routing and no shared experts");
       if (!c.expert_weights_norm) w.set(p + "expert_weights_norm", GgufValue::boolean(false));
     }
   }
@@ -402,8 +420,9 @@ void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, con
     for (const auto& [key, value] : opt.tokenizer_source->metadata())
       if (key.rfind("tokenizer.", 0) == 0) w.set(key, value);
     const GgufValue* tokens = opt.tokenizer_source->find("tokenizer.ggml.tokens");
-    MOE_CHECK(tokens && static_cast<int64_t>(tokens->elems().size()) == c.n_vocab, "random model: the tokenizer has ",
-              tokens ? tokens->elems().size() : 0, " tokens, the config ", c.n_vocab);
+    MOE_CHECK(tokens && static_cast<int64_t>(tokens->elems().size()) == c.n_vocab,
+              "random model: the tokenizer has ", tokens ? tokens->elems().size() : 0, " tokens, the config ",
+              c.n_vocab);
   }
 
   if (!opt.tokenizer_source && opt.synthetic_vocab) write_synthetic_vocab(w, c.n_vocab);
@@ -411,7 +430,8 @@ void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, con
 
   RandomTensors r(w, opt);
   const int64_t E = c.n_embd;
-  if (!c.rope.freq_factors.empty()) r.add("rope_freqs.weight", {c.rope.n_rot / 2}, c.rope.freq_factors, false);
+  if (!c.rope.freq_factors.empty())
+    r.add("rope_freqs.weight", {c.rope.n_rot / 2}, c.rope.freq_factors, false);
   r.matrix("token_embd.weight", {E, c.n_vocab});
   r.norm("output_norm.weight", E);
   if (!opt.tied_output) r.matrix("output.weight", {E, c.n_vocab}, 4.0f);
@@ -435,9 +455,11 @@ void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, con
         std::vector<float> k_b(static_cast<size_t>(H * rank * nope)), v_b(static_cast<size_t>(H * dv * rank));
         for (int64_t hd = 0; hd < H; ++hd) {
           for (int64_t i = 0; i < nope; ++i)
-            for (int64_t k = 0; k < rank; ++k) k_b[(hd * rank + k) * nope + i] = kv_b[(hd * (nope + dv) + i) * rank + k];
+            for (int64_t k = 0; k < rank; ++k)
+              k_b[(hd * rank + k) * nope + i] = kv_b[(hd * (nope + dv) + i) * rank + k];
           for (int64_t i = 0; i < dv; ++i)
-            for (int64_t k = 0; k < rank; ++k) v_b[(hd * dv + i) * rank + k] = kv_b[(hd * (nope + dv) + nope + i) * rank + k];
+            for (int64_t k = 0; k < rank; ++k)
+              v_b[(hd * dv + i) * rank + k] = kv_b[(hd * (nope + dv) + nope + i) * rank + k];
         }
         r.add(b + "attn_k_b.weight", {nope, rank, H}, k_b, true);
         r.add(b + "attn_v_b.weight", {rank, dv, H}, v_b, true);

@@ -70,7 +70,8 @@ extern const QIsaKernels kAvx2QKernels;
 // out[h][d] = sum over j < n_rows of p[h * p_stride + j] * rows[j * row_stride + d], for h < n_out,
 // d < n (attention's weighted sum of value rows). Each element sums j in order.
 using WeightedRowsFn = void (*)(const float* p, int64_t p_stride, int64_t n_out, const float* rows,
-                                int64_t row_stride, int64_t n_rows, float* out, int64_t out_stride, int64_t n);
+                                int64_t row_stride, int64_t n_rows, float* out, int64_t out_stride,
+                                int64_t n);
 extern const WeightedRowsFn kAvx2WeightedRows;
 
 // Defined in kernels_avx2.cpp / kernels_avx512.cpp; constant-initialised, so reading them runs

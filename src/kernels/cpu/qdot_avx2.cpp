@@ -22,7 +22,9 @@ MOE_ALWAYS_INLINE float load_fp16(const uint8_t* p) {
   __builtin_memcpy(&h, p, 2);
   return _cvtsh_ss(h);
 }
-MOE_ALWAYS_INLINE __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+MOE_ALWAYS_INLINE __m256i load256(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
 MOE_ALWAYS_INLINE __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
 
 // Sum of the 8 int32 lanes (exact).
@@ -101,7 +103,8 @@ MOE_ALWAYS_INLINE __m256i group_sums(const uint8_t* row, int64_t g, int kb, cons
       if (kFull || k + 1 < kb) {
         const __m256i v = load256(q + 16 * k);
         m[k] = madd_ones(_mm256_maddubs_epi16(_mm256_and_si256(v, m4), load256(x + 32 * k)));
-        m[k + 1] = madd_ones(_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), load256(x + 32 * k + 32)));
+        m[k + 1] = madd_ones(
+            _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), load256(x + 32 * k + 32)));
       } else if (k < kb) {
         m[k] = madd_ones(_mm256_maddubs_epi16(unpack_q4_0(q + 16 * k), load256(x + 32 * k)));
       }
@@ -109,7 +112,8 @@ MOE_ALWAYS_INLINE __m256i group_sums(const uint8_t* row, int64_t g, int kb, cons
   } else {
     MOE_UNROLL
     for (int k = 0; k < 8; ++k) {
-      if (kFull || k < kb) m[k] = madd_ones(_mm256_maddubs_epi16(unpack_q4_0(base + k * kBytes + 2), load256(x + 32 * k)));
+      if (kFull || k < kb)
+        m[k] = madd_ones(_mm256_maddubs_epi16(unpack_q4_0(base + k * kBytes + 2), load256(x + 32 * k)));
     }
   }
   return lane_sums8(m);
@@ -122,7 +126,8 @@ MOE_ALWAYS_INLINE __m256 group_scales(const uint8_t* row, int64_t g, int kb) {
   const uint8_t* base = row + static_cast<size_t>(g) * 8 * kBytes;
   if constexpr (kGrouped && kFull) return _mm256_cvtph_ps(load128(base));
   alignas(16) uint16_t h[8] = {};
-  for (int k = 0; k < (kFull ? 8 : kb); ++k) __builtin_memcpy(&h[k], kGrouped ? base + 2 * k : base + k * kBytes, 2);
+  for (int k = 0; k < (kFull ? 8 : kb); ++k)
+    __builtin_memcpy(&h[k], kGrouped ? base + 2 * k : base + k * kBytes, 2);
   return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
 }
 
@@ -152,10 +157,13 @@ void tile32(const QMatmulArgs& a, int64_t r, int64_t t0) {
     // Streams from DRAM run at a fraction of the bandwidth on the hardware prefetcher alone.
     MOE_UNROLL
     for (int i = 0; i < R; ++i) {
-      const char* p = reinterpret_cast<const char*>(w[i]) + (g * 8 + kPrefetchBlocks) * (kQ4 ? kQ4Bytes : kQ8Bytes);
+      const char* p =
+          reinterpret_cast<const char*>(w[i]) + (g * 8 + kPrefetchBlocks) * (kQ4 ? kQ4Bytes : kQ8Bytes);
       _mm_prefetch(p, _MM_HINT_T0);
       _mm_prefetch(p + 64, _MM_HINT_T0);
-      if constexpr (!kQ4) _mm_prefetch(p + 128, _MM_HINT_T0), _mm_prefetch(p + 192, _MM_HINT_T0), _mm_prefetch(p + 256, _MM_HINT_T0);
+      if constexpr (!kQ4)
+        _mm_prefetch(p + 128, _MM_HINT_T0), _mm_prefetch(p + 192, _MM_HINT_T0),
+            _mm_prefetch(p + 256, _MM_HINT_T0);
     }
     __m256 dw[R];
     MOE_UNROLL
@@ -184,7 +192,8 @@ void tile32(const QMatmulArgs& a, int64_t r, int64_t t0) {
       for (int i = 0; i < R; ++i) {
         const __m256 dw = group_scales<kQ4, kGrouped, false>(w[i], g, kb);
         __m256i sums = group_sums<kQ4, kGrouped, false>(w[i], g, kb, xq[j] + 256 * g);
-        if constexpr (kQ4) sums = _mm256_sub_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(auxb)));
+        if constexpr (kQ4)
+          sums = _mm256_sub_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(auxb)));
         acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(sums), acc[i][j]);
       }
     }
@@ -230,15 +239,16 @@ MOE_ALWAYS_INLINE void group_sums_multi(const uint8_t* row, int64_t g, const int
         x0 = _mm256_sign_epi8(x0, w0);
         x1 = _mm256_sign_epi8(x1, w1);
       }
-      const __m256i h = _mm256_hadd_epi32(madd_ones(_mm256_maddubs_epi16(a0, x0)),
-                                          madd_ones(_mm256_maddubs_epi16(a1, x1)));
+      const __m256i h =
+          _mm256_hadd_epi32(madd_ones(_mm256_maddubs_epi16(a0, x0)), madd_ones(_mm256_maddubs_epi16(a1, x1)));
       if (p % 2 == 0) {
         h0[j] = h;
       } else if (p == 1) {
         a[j] = _mm256_hadd_epi32(h0[j], h);
       } else {
         const __m256i b = _mm256_hadd_epi32(h0[j], h);
-        out[j] = _mm256_add_epi32(_mm256_permute2x128_si256(a[j], b, 0x20), _mm256_permute2x128_si256(a[j], b, 0x31));
+        out[j] = _mm256_add_epi32(_mm256_permute2x128_si256(a[j], b, 0x20),
+                                  _mm256_permute2x128_si256(a[j], b, 0x31));
       }
     }
   }
@@ -271,7 +281,8 @@ void tile32_multi(const QMatmulArgs& a, int64_t r, int64_t t0) {
     MOE_UNROLL
     for (int j = 0; j < T; ++j) {
       if constexpr (kQ4) sums[j] = _mm256_sub_epi32(sums[j], load256(xa[j] + 8 * g));
-      acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_loadu_ps(xd[j] + 8 * g)), _mm256_cvtepi32_ps(sums[j]), acc[j]);
+      acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_loadu_ps(xd[j] + 8 * g)), _mm256_cvtepi32_ps(sums[j]),
+                               acc[j]);
     }
   }
   if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) {
@@ -284,7 +295,8 @@ void tile32_multi(const QMatmulArgs& a, int64_t r, int64_t t0) {
       __builtin_memcpy(dxb, xd[j] + 8 * g, sizeof(float) * kb);
       __builtin_memcpy(auxb, xa[j] + 8 * g, sizeof(int32_t) * kb);
       __m256i sums = group_sums<kQ4, kGrouped, false>(w, g, kb, xq[j] + 256 * g);
-      if constexpr (kQ4) sums = _mm256_sub_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(auxb)));
+      if constexpr (kQ4)
+        sums = _mm256_sub_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(auxb)));
       acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_load_ps(dxb)), _mm256_cvtepi32_ps(sums), acc[j]);
     }
   }
@@ -380,8 +392,10 @@ float dot_k_asym(const uint8_t* w, const int8_t* xq, const float* xd, const int3
     for (int j = 0; j < 8; ++j) summ += m[j] * (bs[2 * j] + bs[2 * j + 1]);
     const float d = load_fp16(blk) * xd[i];
     const float dmin = load_fp16(blk + 2) * xd[i];
-    acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(hsum_i32(sumi))), _mm_set_ss(acc)));
-    acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(-dmin), _mm_set_ss(static_cast<float>(summ)), _mm_set_ss(acc)));
+    acc = _mm_cvtss_f32(
+        _mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(hsum_i32(sumi))), _mm_set_ss(acc)));
+    acc =
+        _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(-dmin), _mm_set_ss(static_cast<float>(summ)), _mm_set_ss(acc)));
   }
   return acc;
 }
@@ -391,12 +405,14 @@ float dot_q6_k(const uint8_t* w, const int8_t* xq, const float* xd, const int32_
   const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
   // Broadcast masks: int16 lanes 0-7 take scale 2i, lanes 8-15 scale 2i + 1 (of a 16-bit table).
   const __m256i pick[4] = {
-      _mm256_set_epi8(3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0),
-      _mm256_set_epi8(7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4),
-      _mm256_set_epi8(11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9,
-                      8, 9, 8, 9, 8),
-      _mm256_set_epi8(15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 13, 12, 13, 12, 13, 12, 13, 12, 13,
-                      12, 13, 12, 13, 12, 13, 12),
+      _mm256_set_epi8(3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                      0, 1, 0),
+      _mm256_set_epi8(7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5,
+                      4, 5, 4),
+      _mm256_set_epi8(11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 9, 8, 9, 8, 9, 8, 9, 8,
+                      9, 8, 9, 8, 9, 8, 9, 8),
+      _mm256_set_epi8(15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 13, 12, 13, 12, 13, 12,
+                      13, 12, 13, 12, 13, 12, 13, 12, 13, 12),
   };
   float acc = 0.0f;
   for (int64_t i = 0; i < nsb; ++i) {
@@ -489,14 +505,18 @@ void weighted_rows(const float* p, int64_t p_stride, int64_t n_out, const float*
   int64_t h = 0;
   for (; h + 4 <= n_out; h += 4)
     for (int64_t d = 0; d < n16; d += 16)
-      weighted_block<4>(p + h * p_stride, p_stride, rows, row_stride, n_rows, out + h * out_stride, out_stride, d);
+      weighted_block<4>(p + h * p_stride, p_stride, rows, row_stride, n_rows, out + h * out_stride,
+                        out_stride, d);
   for (; h < n_out; ++h)
     for (int64_t d = 0; d < n16; d += 16)
-      weighted_block<1>(p + h * p_stride, p_stride, rows, row_stride, n_rows, out + h * out_stride, out_stride, d);
+      weighted_block<1>(p + h * p_stride, p_stride, rows, row_stride, n_rows, out + h * out_stride,
+                        out_stride, d);
   for (int64_t hh = 0; hh < n_out; ++hh)  // columns past the last 16
     for (int64_t d = n16; d < n; ++d) {
       float s = 0.0f;
-      for (int64_t j = 0; j < n_rows; ++j) s = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(p[hh * p_stride + j]), _mm_set_ss(rows[j * row_stride + d]), _mm_set_ss(s)));
+      for (int64_t j = 0; j < n_rows; ++j)
+        s = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(p[hh * p_stride + j]), _mm_set_ss(rows[j * row_stride + d]),
+                                       _mm_set_ss(s)));
       out[hh * out_stride + d] = s;
     }
 }

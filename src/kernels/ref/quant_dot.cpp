@@ -38,7 +38,8 @@ void block_values(const uint8_t* row, bool grouped, int64_t nb, int64_t b, uint1
     const uint8_t* blk = row + static_cast<size_t>(b) * kBytes;
     std::memcpy(d, blk, 2);
     for (int i = 0; i < 32; ++i)
-      v[i] = kQ4 ? (i < 16 ? (blk[2 + i] & 15) : (blk[2 + i - 16] >> 4)) - 8 : static_cast<int8_t>(blk[2 + i]);
+      v[i] =
+          kQ4 ? (i < 16 ? (blk[2 + i] & 15) : (blk[2 + i - 16] >> 4)) - 8 : static_cast<int8_t>(blk[2 + i]);
     return;
   }
   const int64_t g = b / 8, k = b % 8, kb = std::min<int64_t>(8, nb - 8 * g);
@@ -188,8 +189,8 @@ int64_t act_d_per_row(DType act, int64_t n_in) { return act == DType::Q8_K ? n_i
 int64_t act_aux_per_row(DType act, int64_t n_in) { return act == DType::Q8_K ? n_in / 16 : n_in / 32; }
 
 void group_rows(DType t, const uint8_t* src, size_t row_stride, int64_t n_rows, int64_t n_in, uint8_t* dst) {
-  MOE_CHECK((t == DType::Q8_0 || t == DType::Q4_0) && n_in % 32 == 0, "group_rows: ", dtype_name(t), " rows of ",
-            n_in);
+  MOE_CHECK((t == DType::Q8_0 || t == DType::Q4_0) && n_in % 32 == 0, "group_rows: ", dtype_name(t),
+            " rows of ", n_in);
   const bool q4 = t == DType::Q4_0;
   const size_t bytes = q4 ? 18 : 34, quant = bytes - 2;
   const int64_t nb = n_in / 32;
@@ -220,10 +221,11 @@ void group_rows(DType t, const uint8_t* src, size_t row_stride, int64_t n_rows, 
   }
 }
 
-void quantize_acts(DType act, const float* x, int64_t n_tokens, int64_t n_in, int8_t* qs, float* d, int32_t* aux) {
+void quantize_acts(DType act, const float* x, int64_t n_tokens, int64_t n_in, int8_t* qs, float* d,
+                   int32_t* aux) {
   const int64_t block = act == DType::Q8_K ? 256 : 32;
-  MOE_CHECK((act == DType::Q8_0 || act == DType::Q8_K) && n_in % block == 0, "quantize_acts: ", dtype_name(act),
-            " rows of ", n_in, " elements");
+  MOE_CHECK((act == DType::Q8_0 || act == DType::Q8_K) && n_in % block == 0,
+            "quantize_acts: ", dtype_name(act), " rows of ", n_in, " elements");
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* xt = x + t * n_in;
     int8_t* q = qs + t * n_in;
@@ -251,7 +253,8 @@ void unpack_q5_k(const BlockQ5_K& b, uint8_t q[256], uint8_t sc[8], uint8_t m[8]
   for (int g = 0; g < 4; ++g)
     for (int l = 0; l < 32; ++l) {
       q[64 * g + l] = static_cast<uint8_t>((b.qs[32 * g + l] & 15) | (((b.qh[l] >> (2 * g)) & 1) << 4));
-      q[64 * g + 32 + l] = static_cast<uint8_t>((b.qs[32 * g + l] >> 4) | (((b.qh[l] >> (2 * g + 1)) & 1) << 4));
+      q[64 * g + 32 + l] =
+          static_cast<uint8_t>((b.qs[32 * g + l] >> 4) | (((b.qh[l] >> (2 * g + 1)) & 1) << 4));
     }
 }
 

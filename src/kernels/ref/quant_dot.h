@@ -58,7 +58,8 @@ int64_t act_aux_per_row(DType act, int64_t n_in);
 
 // Quantizes rows of x ([n_tokens, n_in]) as ggml's quantize_row_q8_0_ref / quantize_row_q8_K_ref
 // do. n_in must be a multiple of the block (32 or 256).
-void quantize_acts(DType act, const float* x, int64_t n_tokens, int64_t n_in, int8_t* qs, float* d, int32_t* aux);
+void quantize_acts(DType act, const float* x, int64_t n_tokens, int64_t n_in, int8_t* qs, float* d,
+                   int32_t* aux);
 
 // The grouped layout of a Q8_0 / Q4_0 row: the same bytes as GGUF's, regrouped per 8 blocks
 // (the last group may hold fewer, k) as [k fp16 scales][k blocks of quants], so that the

@@ -238,7 +238,8 @@ void weighted_rows(const float* p, int64_t p_stride, int64_t n_out, const float*
   for (int64_t h = 0; h < n_out; ++h)
     for (int64_t d = 0; d < n; ++d) {
       double s = 0.0;
-      for (int64_t j = 0; j < n_rows; ++j) s += static_cast<double>(p[h * p_stride + j]) * rows[j * row_stride + d];
+      for (int64_t j = 0; j < n_rows; ++j)
+        s += static_cast<double>(p[h * p_stride + j]) * rows[j * row_stride + d];
       out[h * out_stride + d] = static_cast<float>(s);
     }
 }
@@ -298,7 +299,8 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopePa
   float theta = static_cast<float>(pos);
   for (int64_t i0 = 0; i0 < n_rot; i0 += 2) {
     const float ff = p.freq_factors.empty() ? 1.0f : p.freq_factors[i0 / 2];
-    rope_yarn(theta / ff, p.freq_scale, corr_dims, i0, p.ext_factor, p.attn_factor, &cache[i0], &cache[i0 + 1]);
+    rope_yarn(theta / ff, p.freq_scale, corr_dims, i0, p.ext_factor, p.attn_factor, &cache[i0],
+              &cache[i0 + 1]);
     theta *= theta_scale;
   }
 
