@@ -69,8 +69,7 @@ const cpu::IsaKernels* simd_kernels() {
   return nullptr;
 }
 
-// Null when the ISA has no kernel for the type (the K-quants today): matmul then runs the scalar
-// reference rows for it, so every type matmul_supports works on every ISA.
+// The float-input kernels (F32, F16, BF16); the quantized types go through qmatmul_fn.
 cpu::MatmulRowsFn matmul_fn(const cpu::IsaKernels& k, DType t) {
   switch (t) {
     case DType::F32:
@@ -79,10 +78,6 @@ cpu::MatmulRowsFn matmul_fn(const cpu::IsaKernels& k, DType t) {
       return k.matmul_f16;
     case DType::BF16:
       return k.matmul_bf16;
-    case DType::Q8_0:
-      return k.matmul_q8_0;
-    case DType::Q4_0:
-      return k.matmul_q4_0;
     default:
       return nullptr;
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/isa_restorer_test.h"
 #include "kernels/ref/quant_dot.h"
 #include "kernels/ref/ref_kernels.h"
 
@@ -20,16 +21,6 @@
 
 namespace moe::kernels {
 namespace {
-
-// Restores the active ISA when a test ends, whatever it forced.
-class IsaRestorer {
- public:
-  IsaRestorer() : saved_(active_isa()) {}
-  ~IsaRestorer() { force_isa(saved_); }
-
- private:
-  Isa saved_;
-};
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
+#include "kernels/isa_restorer_test.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/quant_dot.h"
 #include "kernels/ref/ref_kernels.h"
@@ -235,15 +236,6 @@ TEST(KQuant, KnownQuantizedBlocks) {
   EXPECT_EQ(ref::nearest_int(-2.5f), -2);
   EXPECT_THROW(quantize_row(DType::Q4_K, c.data(), &q4, 128), Error);  // not a whole super-block
 }
-
-class IsaRestorer {
- public:
-  IsaRestorer() : saved_(active_isa()) {}
-  ~IsaRestorer() { force_isa(saved_); }
-
- private:
-  Isa saved_;
-};
 
 TEST(KQuant, MatmulEveryIsaEqualsReference) {
   IsaRestorer restore;

@@ -12,20 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "kernels/isa_restorer_test.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/ref_kernels.h"
 
 namespace moe::kernels {
 namespace {
-
-class IsaRestorer {
- public:
-  IsaRestorer() : saved_(active_isa()) {}
-  ~IsaRestorer() { force_isa(saved_); }
-
- private:
-  Isa saved_;
-};
 
 struct QWeights {
   std::vector<uint8_t> bytes, grouped;

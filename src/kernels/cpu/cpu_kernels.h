@@ -47,8 +47,6 @@ struct IsaKernels {
   MatmulRowsFn matmul_f32;
   MatmulRowsFn matmul_f16;
   MatmulRowsFn matmul_bf16;
-  MatmulRowsFn matmul_q8_0;
-  MatmulRowsFn matmul_q4_0;
   void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out);
   void (*softmax)(float* x, int64_t n);
   void (*swiglu)(const float* gate, const float* up, float* out, int64_t n);

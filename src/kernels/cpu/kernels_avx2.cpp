@@ -27,21 +27,10 @@ struct Simd256 {
   static MOE_ALWAYS_INLINE float hsum(V v) { return hsum_256(v); }
 };
 
-MOE_ALWAYS_INLINE float load_fp16(const uint8_t* p) {
-  uint16_t h;
-  __builtin_memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
-
-MOE_ALWAYS_INLINE __m128i load_u64(const uint8_t* p) {
-  return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-}
-
 struct F32Fmt {
   static constexpr int64_t kStepBytes = 128;
   static constexpr bool kHasTail = true;
   static constexpr int64_t kElemBytes = 4;
-  static constexpr bool kScaleAfter = false;
   using State = const uint8_t*;
   static MOE_ALWAYS_INLINE State prepare(const uint8_t* p) { return p; }
   static MOE_ALWAYS_INLINE __m256 vec(const State& p, int s) {
@@ -53,7 +42,6 @@ struct F16Fmt {
   static constexpr int64_t kStepBytes = 64;
   static constexpr bool kHasTail = true;
   static constexpr int64_t kElemBytes = 2;
-  static constexpr bool kScaleAfter = false;
   using State = const uint8_t*;
   static MOE_ALWAYS_INLINE State prepare(const uint8_t* p) { return p; }
   static MOE_ALWAYS_INLINE __m256 vec(const State& p, int s) {
@@ -65,49 +53,11 @@ struct BF16Fmt {
   static constexpr int64_t kStepBytes = 64;
   static constexpr bool kHasTail = true;
   static constexpr int64_t kElemBytes = 2;
-  static constexpr bool kScaleAfter = false;
   using State = const uint8_t*;
   static MOE_ALWAYS_INLINE State prepare(const uint8_t* p) { return p; }
   static MOE_ALWAYS_INLINE __m256 vec(const State& p, int s) {
     const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * s)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
-  }
-};
-
-// Q8_0 scales after the block's integer dot (matmul_step), as in kernels_avx512.cpp.
-struct Q8_0Fmt {
-  static constexpr int64_t kStepBytes = 34;
-  static constexpr bool kHasTail = false;
-  static constexpr int64_t kElemBytes = 0;
-  static constexpr bool kScaleAfter = true;
-  struct State {
-    const uint8_t* q;
-    __m256 d;
-  };
-  static MOE_ALWAYS_INLINE State prepare(const uint8_t* p) { return {p + 2, _mm256_set1_ps(load_fp16(p))}; }
-  static MOE_ALWAYS_INLINE __m256 vec(const State& st, int s) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load_u64(st.q + 8 * s)));
-  }
-  static MOE_ALWAYS_INLINE __m256 scale(const State& st) { return st.d; }
-};
-
-// The nibbles are re-read from memory per group (L1 hits) to keep the 16 ymm registers for
-// accumulators: s = 0, 1 take the low nibbles of bytes 0-7, 8-15; s = 2, 3 the high nibbles.
-struct Q4_0Fmt {
-  static constexpr int64_t kStepBytes = 18;
-  static constexpr bool kHasTail = false;
-  static constexpr int64_t kElemBytes = 0;
-  static constexpr bool kScaleAfter = false;
-  struct State {
-    const uint8_t* q;
-    __m256 d;
-  };
-  static MOE_ALWAYS_INLINE State prepare(const uint8_t* p) { return {p + 2, _mm256_set1_ps(load_fp16(p))}; }
-  static MOE_ALWAYS_INLINE __m256 vec(const State& st, int s) {
-    const __m256i b = _mm256_cvtepu8_epi32(load_u64(st.q + 8 * (s & 1)));
-    const __m256i n = s < 2 ? _mm256_and_si256(b, _mm256_set1_epi32(15)) : _mm256_srli_epi32(b, 4);
-    const __m256i q = _mm256_sub_epi32(n, _mm256_set1_epi32(8));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(q), st.d);
   }
 };
 
@@ -231,8 +181,7 @@ void swiglu_256(const float* gate, const float* up, float* out, int64_t n) {
 }  // namespace
 
 constinit const IsaKernels kAvx2Kernels = {
-    matmul_256<F32Fmt>,  matmul_256<F16Fmt>, matmul_256<BF16Fmt>, matmul_256<Q8_0Fmt>,
-    matmul_256<Q4_0Fmt>, rms_norm_256,       softmax_256,         swiglu_256,
+    matmul_256<F32Fmt>, matmul_256<F16Fmt>, matmul_256<BF16Fmt>, rms_norm_256, softmax_256, swiglu_256,
 };
 
 }  // namespace moe::kernels::cpu

@@ -1,10 +1,7 @@
 // AVX-512 kernels (F, BW, VL, DQ; the unit is also built with VNNI and BF16 enabled, so the
 // dispatcher requires those too). Only reached through kAvx512Kernels after the CPU check.
 // See cpu_kernels.h for why nothing here has external linkage except the table.
-//
-// Measured on the 2-core Zen 5 VM this project targets, 512-bit operations issue at about one per
-// cycle, so the quantized matvecs are bound by vector operations per block, not by memory: the
-// formats below are written to minimise them.
+// Quantized types go through the integer kernels (qdot_avx2.cpp) on this path too.
 
 // GCC 12's AVX-512 intrinsic headers self-initialise placeholder vectors (`__m512 __Y = __Y;`),
 // which -Wall reports at every use once inlined (GCC bug 105593, fixed in later releases).
@@ -38,18 +35,10 @@ struct Simd512 {
   }
 };
 
-// The fp16 at p, converted and broadcast to all lanes.
-MOE_ALWAYS_INLINE __m512 broadcast_fp16(const uint8_t* p) {
-  int16_t h;
-  __builtin_memcpy(&h, p, 2);
-  return _mm512_cvtph_ps(_mm256_set1_epi16(h));
-}
-
 struct F32Fmt {
   static constexpr int64_t kStepBytes = 128;
   static constexpr bool kHasTail = true;
   static constexpr int64_t kElemBytes = 4;
-  static constexpr bool kScaleAfter = false;
   using State = const uint8_t*;
   static MOE_ALWAYS_INLINE State prepare(const uint8_t* p) { return p; }
   static MOE_ALWAYS_INLINE __m512 vec(const State& p, int s) {
@@ -61,7 +50,6 @@ struct F16Fmt {
   static constexpr int64_t kStepBytes = 64;
   static constexpr bool kHasTail = true;
   static constexpr int64_t kElemBytes = 2;
-  static constexpr bool kScaleAfter = false;
   using State = const uint8_t*;
   static MOE_ALWAYS_INLINE State prepare(const uint8_t* p) { return p; }
   static MOE_ALWAYS_INLINE __m512 vec(const State& p, int s) {
@@ -73,55 +61,11 @@ struct BF16Fmt {
   static constexpr int64_t kStepBytes = 64;
   static constexpr bool kHasTail = true;
   static constexpr int64_t kElemBytes = 2;
-  static constexpr bool kScaleAfter = false;
   using State = const uint8_t*;
   static MOE_ALWAYS_INLINE State prepare(const uint8_t* p) { return p; }
   static MOE_ALWAYS_INLINE __m512 vec(const State& p, int s) {
     const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * s)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
-  }
-};
-
-// Q8_0 scales after the block's integer dot (matmul_step): per block, 2 int8 -> f32 conversions
-// per row and a multiply and 2 FMAs per row and token. Exact dequantization would take 2
-// multiplies per row and 2 FMAs per row and token: one operation more for decode (one token),
-// which matters more than the one saved for each 3- or 4-token tile.
-struct Q8_0Fmt {
-  static constexpr int64_t kStepBytes = 34;
-  static constexpr bool kHasTail = false;
-  static constexpr int64_t kElemBytes = 0;
-  static constexpr bool kScaleAfter = true;
-  struct State {
-    const uint8_t* q;
-    __m512 d;
-  };
-  static MOE_ALWAYS_INLINE State prepare(const uint8_t* p) { return {p + 2, broadcast_fp16(p)}; }
-  static MOE_ALWAYS_INLINE __m512 vec(const State& st, int s) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(st.q + 16 * s));
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
-  }
-  static MOE_ALWAYS_INLINE __m512 scale(const State& st) { return st.d; }
-};
-
-// Q4_0 weights come from a 16-entry table d * (i - 8) (exact in f32) indexed by the nibbles with
-// vpermps, which reads only the low 4 bits of each index: no masking, subtracting or converting.
-struct Q4_0Fmt {
-  static constexpr int64_t kStepBytes = 18;
-  static constexpr bool kHasTail = false;
-  static constexpr int64_t kElemBytes = 0;
-  static constexpr bool kScaleAfter = false;
-  struct State {
-    __m512i b;  // the 16 packed bytes, one per lane
-    __m512 table;
-  };
-  static MOE_ALWAYS_INLINE State prepare(const uint8_t* p) {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
-    const __m512 base = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
-    return {_mm512_cvtepu8_epi32(raw), _mm512_mul_ps(base, broadcast_fp16(p))};
-  }
-  // s = 0: low nibbles (elements 0..15), s = 1: high nibbles (elements 16..31).
-  static MOE_ALWAYS_INLINE __m512 vec(const State& st, int s) {
-    return _mm512_permutexvar_ps(s == 0 ? st.b : _mm512_srli_epi32(st.b, 4), st.table);
   }
 };
 
@@ -219,8 +163,7 @@ void swiglu_512(const float* gate, const float* up, float* out, int64_t n) {
 }  // namespace
 
 constinit const IsaKernels kAvx512Kernels = {
-    matmul_512<F32Fmt>,  matmul_512<F16Fmt>, matmul_512<BF16Fmt>, matmul_512<Q8_0Fmt>,
-    matmul_512<Q4_0Fmt>, rms_norm_512,       softmax_512,         swiglu_512,
+    matmul_512<F32Fmt>, matmul_512<F16Fmt>, matmul_512<BF16Fmt>, rms_norm_512, softmax_512, swiglu_512,
 };
 
 }  // namespace moe::kernels::cpu

@@ -5,9 +5,9 @@
 // A unit instantiates matmul_rows<Simd, Fmt, kTokTile, kRowsNarrow, kRowsWide> where
 //   Simd: using V; kLanes; zero(); mul(a, b); fma(a, b, c) = a * b + c; loadx(const float*); hsum(V)
 //   Fmt:  kStepBytes (bytes of 32 elements); kHasTail (n_in need not be a multiple of 32);
-//         kElemBytes (bytes per element, for kHasTail types); kScaleAfter (see matmul_step);
-//         using State; prepare(const uint8_t* step) -> State; vec(const State&, int s) -> V, the
-//         s-th group of kLanes weights of the step; scale(const State&) -> V if kScaleAfter.
+//         kElemBytes (bytes per element, for kHasTail types); using State;
+//         prepare(const uint8_t* step) -> State; vec(const State&, int s) -> V, the exact f32
+//         values of the s-th group of kLanes weights of the step.
 //   kTokTile: tokens per register tile; kRowsNarrow rows per tile when 3+ tokens share the tile,
 //   kRowsWide when 1 or 2 do (the register budget is about rows * tokens accumulators).
 #pragma once
@@ -29,12 +29,7 @@ namespace {
 // L2 (1-2 MiB per core on current x86) together with a token tile of x.
 constexpr int64_t kRowBlockBytes = 256 * 1024;
 
-// One 32-element step of an R x T tile. Two formulations, fixed per type:
-//   exact weights (Fmt::kScaleAfter false): acc += w_s * x_s for each group s in order, where
-//     vec() returns the weights' exact f32 values;
-//   scale after (true, for block types whose scale costs an extra multiply per group otherwise):
-//     p = q_0 * x_0, p += q_s * x_s for s >= 1, acc += scale * p, where vec() returns the
-//     block's integers as floats and Fmt::scale() the broadcast block scale.
+// One 32-element step of an R x T tile: acc += w_s * x_s for each group s in order.
 template <class Simd, class Fmt, int R, int T>
 MOE_ALWAYS_INLINE void matmul_step(typename Simd::V (&acc)[R][T], const uint8_t* const (&w)[R],
                                    const float* const (&x)[T]) {
@@ -43,32 +38,16 @@ MOE_ALWAYS_INLINE void matmul_step(typename Simd::V (&acc)[R][T], const uint8_t*
   typename Fmt::State st[R];
   MOE_UNROLL
   for (int i = 0; i < R; ++i) st[i] = Fmt::prepare(w[i]);
-  if constexpr (Fmt::kScaleAfter) {
+  MOE_UNROLL
+  for (int s = 0; s < kVecs; ++s) {
+    V xv[T];
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) xv[j] = Simd::loadx(x[j] + s * Simd::kLanes);
     MOE_UNROLL
     for (int i = 0; i < R; ++i) {
-      V wv[kVecs];
+      const V wv = Fmt::vec(st[i], s);
       MOE_UNROLL
-      for (int s = 0; s < kVecs; ++s) wv[s] = Fmt::vec(st[i], s);
-      MOE_UNROLL
-      for (int j = 0; j < T; ++j) {
-        V p = Simd::mul(wv[0], Simd::loadx(x[j]));
-        MOE_UNROLL
-        for (int s = 1; s < kVecs; ++s) p = Simd::fma(wv[s], Simd::loadx(x[j] + s * Simd::kLanes), p);
-        acc[i][j] = Simd::fma(Fmt::scale(st[i]), p, acc[i][j]);
-      }
-    }
-  } else {
-    MOE_UNROLL
-    for (int s = 0; s < kVecs; ++s) {
-      V xv[T];
-      MOE_UNROLL
-      for (int j = 0; j < T; ++j) xv[j] = Simd::loadx(x[j] + s * Simd::kLanes);
-      MOE_UNROLL
-      for (int i = 0; i < R; ++i) {
-        const V wv = Fmt::vec(st[i], s);
-        MOE_UNROLL
-        for (int j = 0; j < T; ++j) acc[i][j] = Simd::fma(wv, xv[j], acc[i][j]);
-      }
+      for (int j = 0; j < T; ++j) acc[i][j] = Simd::fma(wv, xv[j], acc[i][j]);
     }
   }
 }

@@ -131,6 +131,21 @@ MOE_ALWAYS_INLINE __m256 group_scales(const uint8_t* row, int64_t g, int kb) {
   return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
 }
 
+// The final group g of kb < 8 blocks of one row against one token (xq, xd, xa: the token's
+// activation rows), accumulated into acc; missing lanes add fma(0, 0, .) as the reference does.
+template <bool kQ4, bool kGrouped>
+MOE_ALWAYS_INLINE void tail_group(const uint8_t* w, int64_t g, int kb, const int8_t* xq, const float* xd,
+                                  const int32_t* xa, __m256& acc) {
+  alignas(32) float dxb[8] = {};
+  alignas(32) int32_t auxb[8] = {};
+  __builtin_memcpy(dxb, xd + 8 * g, sizeof(float) * kb);
+  __builtin_memcpy(auxb, xa + 8 * g, sizeof(int32_t) * kb);
+  const __m256 dw = group_scales<kQ4, kGrouped, false>(w, g, kb);
+  __m256i sums = group_sums<kQ4, kGrouped, false>(w, g, kb, xq + 256 * g);
+  if constexpr (kQ4) sums = _mm256_sub_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(auxb)));
+  acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_load_ps(dxb)), _mm256_cvtepi32_ps(sums), acc);
+}
+
 // y for rows [r, r + R) and tokens [t0, t0 + T): per group, the weights' scales are read once
 // per row and the quants once from memory (then from L1 for the other tokens).
 template <bool kQ4, bool kGrouped, int R, int T>
@@ -180,23 +195,9 @@ void tile32(const QMatmulArgs& a, int64_t r, int64_t t0) {
     }
   }
   if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) {
-    const int64_t g = full;
     MOE_UNROLL
-    for (int j = 0; j < T; ++j) {
-      alignas(32) float dxb[8] = {};
-      alignas(32) int32_t auxb[8] = {};
-      __builtin_memcpy(dxb, xd[j] + 8 * g, sizeof(float) * kb);
-      __builtin_memcpy(auxb, xa[j] + 8 * g, sizeof(int32_t) * kb);
-      const __m256 dx = _mm256_load_ps(dxb);
-      MOE_UNROLL
-      for (int i = 0; i < R; ++i) {
-        const __m256 dw = group_scales<kQ4, kGrouped, false>(w[i], g, kb);
-        __m256i sums = group_sums<kQ4, kGrouped, false>(w[i], g, kb, xq[j] + 256 * g);
-        if constexpr (kQ4)
-          sums = _mm256_sub_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(auxb)));
-        acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(sums), acc[i][j]);
-      }
-    }
+    for (int j = 0; j < T; ++j) MOE_UNROLL
+    for (int i = 0; i < R; ++i) tail_group<kQ4, kGrouped>(w[i], full, kb, xq[j], xd[j], xa[j], acc[i][j]);
   }
   MOE_UNROLL
   for (int i = 0; i < R; ++i) MOE_UNROLL
@@ -286,19 +287,8 @@ void tile32_multi(const QMatmulArgs& a, int64_t r, int64_t t0) {
     }
   }
   if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) {
-    const int64_t g = full;
-    const __m256 dw = group_scales<kQ4, kGrouped, false>(w, g, kb);
     MOE_UNROLL
-    for (int j = 0; j < T; ++j) {
-      alignas(32) float dxb[8] = {};
-      alignas(32) int32_t auxb[8] = {};
-      __builtin_memcpy(dxb, xd[j] + 8 * g, sizeof(float) * kb);
-      __builtin_memcpy(auxb, xa[j] + 8 * g, sizeof(int32_t) * kb);
-      __m256i sums = group_sums<kQ4, kGrouped, false>(w, g, kb, xq[j] + 256 * g);
-      if constexpr (kQ4)
-        sums = _mm256_sub_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(auxb)));
-      acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_load_ps(dxb)), _mm256_cvtepi32_ps(sums), acc[j]);
-    }
+    for (int j = 0; j < T; ++j) tail_group<kQ4, kGrouped>(w, full, kb, xq[j], xd[j], xa[j], acc[j]);
   }
   MOE_UNROLL
   for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r] = reduce8(acc[j]);
