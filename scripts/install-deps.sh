@@ -10,6 +10,11 @@ packages=(
   libcli11-dev                     # command line
   libpcre2-dev                     # tokenizer pre-split regexes (Unicode classes)
   libicu-dev                       # Unicode normalization (NFC/NFKC) for tokenizers
+  libcpp-httplib-dev               # HTTP(S) server of `moe serve`
+  libssl-dev                       # JWT signatures (HS256/RS256/ES256), TLS
+  libre2-dev                       # linear-time redaction/moderation regexes on untrusted text
+  prometheus                       # promtool: tests check /metrics with it
+  chromium                         # headless browser: the chat page test
 )
 
 missing=()
