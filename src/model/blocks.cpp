@@ -30,12 +30,26 @@ void add_bias_rows(float* y, const std::vector<float>& b, int64_t n_rows) {
     for (int64_t i = 0; i < n; ++i) y[r * n + i] += b[i];
 }
 
-void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, const float* h, int64_t n_tokens,
-                   int64_t pos0, KvCache& cache, float* out, ThreadPool& pool) {
+RowMap::RowMap(std::span<const SeqRows> s) : seqs(s) {
+  for (const SeqRows& q : s) {
+    MOE_CHECK(q.cache != nullptr && q.row0 == n_rows,
+              "forward: sequence rows must be contiguous, each with a cache");
+    q.cache->check_room(q.pos0, q.n_tokens);
+    for (int64_t i = 0; i < q.n_tokens; ++i) {
+      pos.push_back(q.pos0 + i);
+      cache.push_back(q.cache);
+      max_pos = std::max(max_pos, q.pos0 + i);
+    }
+    n_rows += q.n_tokens;
+  }
+}
+
+void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, const float* h,
+                   const RowMap& rows, float* out, ThreadPool& pool) {
   const int64_t n_head = cfg.n_head, n_head_kv = cfg.n_head_kv;
   const int64_t dk = cfg.head_dim_k, dv = cfg.head_dim_v;
   const int64_t q_width = n_head * dk, k_width = n_head_kv * dk, v_width = n_head_kv * dv;
-  cache.check_room(pos0, n_tokens);
+  const int64_t n_tokens = rows.n_rows;
 
   std::vector<float> q(static_cast<size_t>(n_tokens * q_width));  // [n_tokens, n_head * dk]
   std::vector<float> k(static_cast<size_t>(n_tokens * k_width));  // [n_tokens, n_head_kv * dk]
@@ -49,10 +63,11 @@ void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, cons
   if (w.bv) add_bias_rows(v.data(), *w.bv, n_tokens);
 
   for (int64_t t = 0; t < n_tokens; ++t) {
-    kernels::rope(q.data() + t * q_width, n_head, dk, pos0 + t, cfg.rope);
-    kernels::rope(k.data() + t * k_width, n_head_kv, dk, pos0 + t, cfg.rope);
-    std::copy_n(k.data() + t * k_width, k_width, cache.k(il, pos0 + t));
-    std::copy_n(v.data() + t * v_width, v_width, cache.v(il, pos0 + t));
+    const int64_t pos = rows.pos[t];
+    kernels::rope(q.data() + t * q_width, n_head, dk, pos, cfg.rope);
+    kernels::rope(k.data() + t * k_width, n_head_kv, dk, pos, cfg.rope);
+    std::copy_n(k.data() + t * k_width, k_width, rows.cache[t]->k(il, pos));
+    std::copy_n(v.data() + t * v_width, v_width, rows.cache[t]->v(il, pos));
   }
 
   // One job per (token, kv head): the scores of the kv head's query heads come from one SIMD
@@ -60,13 +75,13 @@ void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, cons
   std::vector<float> attn(static_cast<size_t>(n_tokens * n_head * dv));  // [n_tokens, n_head * dv]
   const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
   const int64_t group = n_head / n_head_kv;
-  const int64_t n_ctx_used = pos0 + n_tokens;
   pool.run(n_tokens * n_head_kv, [&](int, int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(group * n_ctx_used));  // [group, n_kv]
+    std::vector<float> scores(static_cast<size_t>(group * (rows.max_pos + 1)));  // [group, n_kv]
     for (int64_t job = begin; job < end; ++job) {
       const int64_t t = job / n_head_kv, g = job % n_head_kv;
-      const int64_t n_kv = pos0 + t + 1;  // causal: this token sees positions [0, pos0 + t]
-      Tensor keys;                        // ne {dk, n_kv}: kv head g of every cached position
+      const int64_t n_kv = rows.pos[t] + 1;  // causal: this token sees positions [0, pos]
+      KvCache& cache = *rows.cache[t];
+      Tensor keys;  // ne {dk, n_kv}: kv head g of every cached position
       keys.name = "k cache";
       keys.type = DType::F32;
       keys.n_dims = 2;
@@ -161,12 +176,13 @@ void ffn_swiglu_many(std::span<const FfnTask> tasks, ThreadPool& pool) {
 }
 
 void output_logits(const ModelConfig& cfg, const std::vector<float>& norm, const Tensor& output,
-                   const float* x, int64_t n_tokens, bool all_logits, float* logits, ThreadPool& pool) {
+                   const float* x, std::span<const int64_t> out_rows, float* logits, ThreadPool& pool) {
   const int64_t n_embd = cfg.n_embd;
-  const int64_t first = all_logits ? 0 : n_tokens - 1;
-  const int64_t n_rows = n_tokens - first;
+  const int64_t n_rows = static_cast<int64_t>(out_rows.size());
+  if (n_rows == 0) return;
   std::vector<float> xn(static_cast<size_t>(n_rows * n_embd));  // [n_rows, n_embd]
-  rms_norm_rows(x + first * n_embd, norm.data(), n_rows, n_embd, cfg.rms_eps, xn.data());
+  for (int64_t r = 0; r < n_rows; ++r)
+    rms_norm_rows(x + out_rows[r] * n_embd, norm.data(), 1, n_embd, cfg.rms_eps, xn.data() + r * n_embd);
   kernels::matmul(output, xn.data(), n_rows, logits, &pool);
 }
 

@@ -25,6 +25,25 @@ void rms_norm_rows(const float* x, const float* weight, int64_t n_rows, int64_t 
 // y[r] += b for each of n_rows rows of width b.size().
 void add_bias_rows(float* y, const std::vector<float>& b, int64_t n_rows);
 
+// The rows of a batched forward that belong to one sequence: rows [row0, row0 + n_tokens) are its
+// tokens at positions [pos0, pos0 + n_tokens); their keys and values go to *cache.
+struct SeqRows {
+  int64_t row0 = 0;
+  int64_t n_tokens = 0;
+  int64_t pos0 = 0;
+  KvCache* cache = nullptr;
+};
+
+// Per row of a batch: its sequence's cache and its position. Built once per forward.
+struct RowMap {
+  explicit RowMap(std::span<const SeqRows> seqs);
+  int64_t n_rows = 0;
+  int64_t max_pos = 0;          // largest position of any row
+  std::vector<int64_t> pos;     // [n_rows]
+  std::vector<KvCache*> cache;  // [n_rows]
+  std::span<const SeqRows> seqs;
+};
+
 struct GqaWeights {
   Tensor wq;                                         // ne {n_embd, n_head * head_dim_k}
   Tensor wk;                                         // ne {n_embd, n_head_kv * head_dim_k}
@@ -33,11 +52,11 @@ struct GqaWeights {
   std::optional<std::vector<float>> bq, bk, bv, bo;  // Qwen2 has q/k/v biases
 };
 
-// Causal self-attention of n_tokens tokens at positions [pos0, pos0 + n_tokens): projects,
-// applies RoPE, appends k/v to layer il of the cache, attends, projects out.
-//   h: [n_tokens, n_embd] (normed input)   out: [n_tokens, n_embd]
-void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, const float* h, int64_t n_tokens,
-                   int64_t pos0, KvCache& cache, float* out, ThreadPool& pool);
+// Causal self-attention of the rows of `rows` (each sequence attends only to its own cache):
+// projects (all rows at once), applies RoPE, appends k/v to layer il of each row's cache, attends,
+// projects out.   h: [n_rows, n_embd] (normed input)   out: [n_rows, n_embd]
+void attention_gqa(const ModelConfig& cfg, const GqaWeights& w, int64_t il, const float* h,
+                   const RowMap& rows, float* out, ThreadPool& pool);
 
 struct FfnWeights {
   Tensor gate;  // ne {n_embd, n_ff}
@@ -58,9 +77,9 @@ struct FfnTask {
 };
 void ffn_swiglu_many(std::span<const FfnTask> tasks, ThreadPool& pool);
 
-// Final norm and vocabulary projection of the rows selected by all_logits (all, or the last).
-//   x: [n_tokens, n_embd]   logits: [n_rows_out, n_vocab]
+// Final norm and vocabulary projection of the rows listed in out_rows, in that order.
+//   x: [n_rows, n_embd]   logits: [out_rows.size(), n_vocab]
 void output_logits(const ModelConfig& cfg, const std::vector<float>& norm, const Tensor& output,
-                   const float* x, int64_t n_tokens, bool all_logits, float* logits, ThreadPool& pool);
+                   const float* x, std::span<const int64_t> out_rows, float* logits, ThreadPool& pool);
 
 }  // namespace moe

@@ -245,9 +245,28 @@ KvCache DecoderModel::new_cache(int64_t n_ctx) const {
 
 void DecoderModel::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, bool all_logits,
                            float* logits, ThreadPool& pool) const {
+  const SeqBatch seq{tokens, pos0, &cache, all_logits};
+  forward_batch({&seq, 1}, logits, pool);
+}
+
+void DecoderModel::forward_batch(std::span<const SeqBatch> seqs, float* logits, ThreadPool& pool,
+                                 ForwardStats* stats) const {
   const ModelConfig& c = config_;
-  const int64_t n = static_cast<int64_t>(tokens.size());
+  std::vector<SeqRows> seq_rows;
+  std::vector<int32_t> tokens;  // [n] every sequence's tokens, in order
+  std::vector<int64_t> out_rows;
+  for (const SeqBatch& s : seqs) {
+    MOE_CHECK(s.cache != nullptr, "forward: a sequence has no cache");
+    const int64_t row0 = static_cast<int64_t>(tokens.size()), m = static_cast<int64_t>(s.tokens.size());
+    if (m == 0) continue;
+    seq_rows.push_back(SeqRows{row0, m, s.pos0, s.cache});
+    tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
+    for (int64_t r = s.all_logits ? 0 : m - 1; r < m; ++r) out_rows.push_back(row0 + r);
+  }
+  const RowMap rows(seq_rows);
+  const int64_t n = rows.n_rows;
   if (n == 0) return;
+  if (stats) stats->expert_counts.resize(static_cast<size_t>(c.n_layer));
   std::vector<float> x(static_cast<size_t>(n * c.n_embd));  // [n, n_embd] residual stream
   std::vector<float> h(x.size());                           // [n, n_embd] normed input
   std::vector<float> y(x.size());                           // [n, n_embd] block output
@@ -256,20 +275,25 @@ void DecoderModel::forward(std::span<const int32_t> tokens, int64_t pos0, KvCach
     const DecoderLayer& l = w_.layers[il];
     rms_norm_rows(x.data(), l.attn_norm.data(), n, c.n_embd, c.rms_eps, h.data());
     if (l.mla) {
-      attention_mla(c, *l.mla, il, h.data(), n, pos0, cache, y.data(), pool);
+      attention_mla(c, *l.mla, il, h.data(), rows, y.data(), pool);
     } else {
-      attention_gqa(c, *l.gqa, il, h.data(), n, pos0, cache, y.data(), pool);
+      attention_gqa(c, *l.gqa, il, h.data(), rows, y.data(), pool);
     }
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
     rms_norm_rows(x.data(), l.ffn_norm.data(), n, c.n_embd, c.rms_eps, h.data());
     if (l.moe) {
-      ffn_moe(c, *l.moe, h.data(), n, y.data(), pool);
+      std::vector<int64_t>* counts = nullptr;
+      if (stats) {
+        counts = &stats->expert_counts[il];
+        counts->resize(static_cast<size_t>(c.n_expert));
+      }
+      ffn_moe(c, *l.moe, h.data(), n, y.data(), pool, counts);
     } else {
       ffn_swiglu(*l.ffn, h.data(), n, y.data(), pool);
     }
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
   }
-  output_logits(c, w_.output_norm, w_.output, x.data(), n, all_logits, logits, pool);
+  output_logits(c, w_.output_norm, w_.output, x.data(), out_rows, logits, pool);
 }
 
 KvBytesPerToken kv_bytes_per_token(const ModelConfig& c) {

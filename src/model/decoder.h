@@ -54,6 +54,8 @@ class DecoderModel : public Model {
   KvCache new_cache(int64_t n_ctx) const override;
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, bool all_logits, float* logits,
                ThreadPool& pool) const override;
+  void forward_batch(std::span<const SeqBatch> seqs, float* logits, ThreadPool& pool,
+                     ForwardStats* stats = nullptr) const override;
 
  private:
   DecoderWeights w_;

@@ -8,12 +8,12 @@
 
 namespace moe {
 
-void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, const float* h, int64_t n_tokens,
-                   int64_t pos0, KvCache& cache, float* out, ThreadPool& pool) {
+void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, const float* h,
+                   const RowMap& rows, float* out, ThreadPool& pool) {
+  const int64_t n_tokens = rows.n_rows;
   const int64_t n_head = cfg.n_head, dk = cfg.head_dim_k, dv = cfg.head_dim_v;
   const int64_t rank = cfg.kv_lora_rank, n_rot = cfg.rope.n_rot, nope = cfg.qk_nope_dim;
   const int64_t lat = rank + n_rot;  // cached width per token
-  cache.check_room(pos0, n_tokens);
 
   const kernels::Activations hx(h, n_tokens, cfg.n_embd);             // quantized once for q and kv
   std::vector<float> q(static_cast<size_t>(n_tokens * n_head * dk));  // [n_tokens, n_head, dk]
@@ -34,11 +34,12 @@ void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, cons
   for (int64_t t = 0; t < n_tokens; ++t) {
     float* qt = q.data() + t * n_head * dk;
     for (int64_t hd = 0; hd < n_head; ++hd) std::copy_n(qt + hd * dk + nope, n_rot, pe.data() + hd * n_rot);
-    kernels::rope(pe.data(), n_head, n_rot, pos0 + t, cfg.rope);
+    const int64_t pos = rows.pos[t];
+    kernels::rope(pe.data(), n_head, n_rot, pos, cfg.rope);
     for (int64_t hd = 0; hd < n_head; ++hd) std::copy_n(pe.data() + hd * n_rot, n_rot, qt + hd * dk + nope);
     float* kt = kv.data() + t * lat;
-    kernels::rope(kt + rank, 1, n_rot, pos0 + t, cfg.rope);
-    float* cached = cache.k(il, pos0 + t);
+    kernels::rope(kt + rank, 1, n_rot, pos, cfg.rope);
+    float* cached = rows.cache[t]->k(il, pos);
     kernels::rms_norm(kt, w.kv_a_norm.data(), rank, cfg.rms_eps, cached);
     std::copy_n(kt + rank, n_rot, cached + rank);
   }
@@ -68,11 +69,12 @@ void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, cons
   // cache as weight rows scores a whole block. Few tokens (decode): heads split over threads.
   const int64_t n_blocks = n_tokens >= pool.size() ? 1 : std::min<int64_t>(n_head, 2 * pool.size());
   pool.run(n_tokens * n_blocks, [&](int, int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(n_head * (pos0 + n_tokens)));  // [heads, n_kv]
+    std::vector<float> scores(static_cast<size_t>(n_head * (rows.max_pos + 1)));  // [heads, n_kv]
     for (int64_t job = begin; job < end; ++job) {
       const int64_t t = job / n_blocks, blk = job % n_blocks;
       const int64_t h0 = blk * n_head / n_blocks, h1 = (blk + 1) * n_head / n_blocks;
-      const int64_t n_kv = pos0 + t + 1;
+      const int64_t n_kv = rows.pos[t] + 1;
+      KvCache& cache = *rows.cache[t];
       Tensor keys;  // ne {lat, n_kv}: the cached rows [0, n_kv)
       keys.name = "latent cache";
       keys.type = DType::F32;

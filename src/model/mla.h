@@ -12,6 +12,7 @@
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
+#include "model/blocks.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 
@@ -36,9 +37,9 @@ inline KvCache new_mla_cache(const ModelConfig& c, int64_t n_ctx) {
   return KvCache(c.n_layer, n_ctx, c.kv_lora_rank + c.rope.n_rot, 0);
 }
 
-// Causal MLA of n_tokens tokens at positions [pos0, pos0 + n_tokens).
-//   h: [n_tokens, n_embd] (normed input)   out: [n_tokens, n_embd]
+// Causal MLA of the rows of `rows`, each sequence over its own cache.
+//   h: [n_rows, n_embd] (normed input)   out: [n_rows, n_embd]
 void attention_mla(const ModelConfig& cfg, const MlaWeights& w, int64_t il, const float* h,
-                   int64_t n_tokens, int64_t pos0, KvCache& cache, float* out, ThreadPool& pool);
+                   const RowMap& rows, float* out, ThreadPool& pool);
 
 }  // namespace moe

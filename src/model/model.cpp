@@ -21,6 +21,16 @@ constexpr ArchEntry kArchs[] = {
 
 std::span<const ArchEntry> known_archs() { return kArchs; }
 
+void Model::forward_batch(std::span<const SeqBatch> seqs, float* logits, ThreadPool& pool,
+                          ForwardStats*) const {
+  for (const SeqBatch& s : seqs) {
+    MOE_CHECK(s.cache != nullptr, "forward_batch: a sequence has no cache");
+    forward(s.tokens, s.pos0, *s.cache, s.all_logits, logits, pool);
+    const int64_t n_out = s.all_logits ? static_cast<int64_t>(s.tokens.size()) : (s.tokens.empty() ? 0 : 1);
+    logits += n_out * config_.n_vocab;
+  }
+}
+
 LoadedModel load_model(const std::string& path) {
   LoadedModel m;
   // A Hugging Face directory reads as the GGUF llama.cpp's converter would make of it.
