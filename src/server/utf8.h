@@ -5,7 +5,8 @@
 // bytes.decode("utf-8", "replace") produces: each maximal subpart of an ill-formed sequence (an overlong
 // form, a surrogate, a code point above U+10FFFF, a byte F5-FF or C0/C1, a stray continuation byte, a
 // sequence cut short) becomes one U+FFFD. The output of push() depends only on the bytes, not on how they
-// were split across calls: concatenated push() results plus finish() equal one push() of everything.
+// were split across calls: concatenated push() results plus finish() equal one push() of everything plus
+// finish().
 #pragma once
 
 #include <cstdint>
