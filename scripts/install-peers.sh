@@ -20,6 +20,9 @@ PACKAGES=(
   @anush008/tokenizers-linux-x64-gnu@0.6.0   # its native binary (optional dep; match its version)
   node-llama-cpp@3.21.1                      # llama.cpp: scripts/llama-cpp-eval.mjs
   @node-llama-cpp/linux-x64@3.21.1           # its prebuilt CPU binary (optional dep)
+  openai@4.104.0                             # the official OpenAI client: tests/serve_openai.mjs
+  playwright-core@1.65.1                     # drives Debian's chromium: the chat page test
+  autocannon@8.0.0                           # HTTP load generator: bench/serve_load.sh
 )
 
 # The postinstall step would otherwise try to download or build llama.cpp.
