@@ -193,7 +193,8 @@ export class AssertionFailure extends Error {}
 export function eq(got, want, what = 'value') {
   const g = JSON.stringify(got);
   const w = JSON.stringify(want);
-  if (g !== w) throw new AssertionFailure(`${what}: expected ${w}, got ${g}`);
+  const cut = (s) => (s !== undefined && s.length > 400 ? s.slice(0, 400) + '...' : s);
+  if (g !== w) throw new AssertionFailure(`${what}: expected ${cut(w)}, got ${cut(g)}`);
 }
 
 export function ok(cond, what) {
