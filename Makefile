@@ -44,6 +44,7 @@ bench: build peers
 	@bench/run.sh $(MOE) $(TESTDATA)
 	@bench/tokenizer_bench.sh $(BUILD)/bin/tokenizer_bench $(TESTDATA)
 	@bench/vs_llamacpp.sh $(MOE)
+	@node bench/serve_load.mjs $(MOE) $(TESTDATA)/models/stories260K.gguf
 
 format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.h')
