@@ -98,6 +98,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-tokens", c.api.max_tokens_cap, "largest max_tokens a request may ask for")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   cmd->add_option("--default-max-tokens", c.api.default_max_tokens, "max_tokens when a request gives none")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   cmd->add_option("--timeout", c.read_timeout_s, "seconds a client may take per read")->capture_default_str()->check(CLI::Range(1, 3600));
+  cmd->add_option("--request-timeout", c.request_deadline_s, "seconds a client may take to send a whole request, or idle between requests")->capture_default_str()->check(CLI::Range(1, 3600));
   cmd->add_option("--filters", c.filters_file, "redaction and moderation rules (JSON)");
   cmd->add_flag("!--no-redact", c.redact_inputs, "do not redact SSNs and e-mail addresses in prompts");
   cmd->add_option("--ssl-cert", c.ssl_cert, "TLS certificate (PEM)");

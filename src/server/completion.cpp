@@ -81,6 +81,8 @@ void ChoiceStream::end(ChoiceDelta* d) {
     }
     for (const auto* m : {&*mod_content_, &*mod_reasoning_})
       events_.insert(events_.end(), m->events().begin(), m->events().end());
+    // A stop rule may match only in the text held back until the end.
+    if ((mod_content_->stopped() || mod_reasoning_->stopped()) && finish_.empty()) finish_ = "content_filter";
   }
   if (finish_.empty()) {
     switch (seq_->finish()) {

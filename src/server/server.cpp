@@ -4,6 +4,8 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -73,9 +75,11 @@ Server::Impl::Impl(ServerConfig c)
   const int threads = std::max(4, cfg.http_threads);
   http->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http->set_payload_max_length(cfg.max_body_bytes);
+  http->set_tcp_nodelay(true);  // SSE chunks and keep-alive replies go out at once, not after a delayed ACK
   http->set_read_timeout(cfg.read_timeout_s, 0);
   http->set_write_timeout(cfg.write_timeout_s, 0);
   http->set_keep_alive_timeout(cfg.read_timeout_s);
+  watchdog = std::make_unique<ConnWatchdog>(cfg.request_deadline_s);
   routes();
   for (auto& m : models) {
     ServedModel* p = m.get();
@@ -149,8 +153,12 @@ void Server::Impl::routes() {
     static const std::set<std::string> kRoutes = {"/",        "/generate", "/v1/completions", "/v1/chat/completions",
                                                   "/v1/models", "/tokenize", "/detokenize",    "/health", "/metrics"};
     count_request(kRoutes.count(req.path) ? req.path : "other", res.status);
+    watchdog->response_done(req.remote_addr, req.remote_port);
   });
   s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    // A request that could not be parsed or read leaves the stream in an unknown state.
+    if (res.status == 400 || res.status == 408 || res.status == 413 || res.status == 414 || res.status == 431)
+      res.set_header("Connection", "close");
     if (!res.body.empty()) return;
     const char* what = res.status == 413   ? "the request body is too large"
                        : res.status == 404 ? "no such route"
@@ -169,11 +177,39 @@ void Server::Impl::routes() {
       send_error(res, ApiError(500, std::string("internal error: ") + e.what()));
     }
   });
-  s.Post("/generate", [this](const httplib::Request& q, httplib::Response& r) { handle_completion(Route::kGenerate, q, r); });
-  s.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& r) { handle_completion(Route::kCompletions, q, r); });
-  s.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& r) { handle_completion(Route::kChat, q, r); });
-  s.Post("/tokenize", [this](const httplib::Request& q, httplib::Response& r) { handle_tokenize(q, r, false); });
-  s.Post("/detokenize", [this](const httplib::Request& q, httplib::Response& r) { handle_tokenize(q, r, true); });
+  // POST bodies are read here, capped at max_body_bytes whatever the framing (httplib checks only
+  // Content-Length, not chunked uploads); then the watchdog learns the request is in.
+  auto post = [this](const char* path, std::function<void(const httplib::Request&, const std::string&, httplib::Response&)> fn) {
+    http->Post(path, [this, fn](const httplib::Request& q, httplib::Response& r, const httplib::ContentReader& reader) {
+      std::string body;
+      bool too_big = false;
+      const bool ok = reader([&](const char* d, size_t n) {
+        if (body.size() + n > cfg.max_body_bytes) {
+          too_big = true;
+          return false;
+        }
+        body.append(d, n);
+        return true;
+      });
+      // httplib refuses a Content-Length over its limit before calling the receiver.
+      too_big = too_big || (!ok && std::strtoull(q.get_header_value("Content-Length").c_str(), nullptr, 10) > cfg.max_body_bytes);
+      if (too_big) {
+        r.set_header("Connection", "close");
+        throw ApiError(413, "the request body is larger than " + std::to_string(cfg.max_body_bytes) + " bytes");
+      }
+      if (!ok) {
+        r.set_header("Connection", "close");
+        throw ApiError(400, "the request body could not be read");
+      }
+      watchdog->request_read(q.remote_addr, q.remote_port);
+      fn(q, body, r);
+    });
+  };
+  post("/generate", [this](const httplib::Request& q, const std::string& b, httplib::Response& r) { handle_completion(Route::kGenerate, q, b, r); });
+  post("/v1/completions", [this](const httplib::Request& q, const std::string& b, httplib::Response& r) { handle_completion(Route::kCompletions, q, b, r); });
+  post("/v1/chat/completions", [this](const httplib::Request& q, const std::string& b, httplib::Response& r) { handle_completion(Route::kChat, q, b, r); });
+  post("/tokenize", [this](const httplib::Request&, const std::string& b, httplib::Response& r) { handle_tokenize(b, r, false); });
+  post("/detokenize", [this](const httplib::Request&, const std::string& b, httplib::Response& r) { handle_tokenize(b, r, true); });
   s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& r) {
     json data = json::array();
     for (auto& m : models) {
@@ -237,10 +273,10 @@ std::string Server::Impl::render_metrics() {
   return metrics.render();
 }
 
-void Server::Impl::handle_tokenize(const httplib::Request& req, httplib::Response& res, bool detokenize) {
+void Server::Impl::handle_tokenize(const std::string& body, httplib::Response& res, bool detokenize) {
   json j;
   try {
-    j = json::parse(req.body);
+    j = json::parse(body);
   } catch (const json::parse_error& e) {
     throw ApiError(400, std::string("the body is not valid JSON: ") + e.what());
   }
@@ -382,13 +418,29 @@ int Server::bind() {
               " (in use, or not an address of this machine)");
     s.port = s.cfg.port;
   }
+  s.watchdog->set_port(s.port);
   return s.port;
 }
 
-void Server::listen() { impl_->http->listen_after_bind(); }
+void Server::listen() {
+  Impl& s = *impl_;
+  // cpp-httplib gives up listening on any accept() error but EMFILE; a failed accept must not end
+  // the service, so listen again on the same port.
+  while (!s.stopping) {
+    s.http->listen_after_bind();
+    if (s.stopping) break;
+    std::fprintf(stderr, "serve: accept failed (%s); listening again\n", std::strerror(errno));
+    for (int tries = 0; !s.stopping && !s.http->bind_to_port(s.cfg.host, s.port); ++tries) {
+      MOE_CHECK(tries < 50, "serve: cannot bind to ", s.cfg.host, ":", s.port, " again");
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
 
 void Server::stop() {
-  if (impl_ && impl_->http) impl_->http->stop();
+  if (!impl_ || !impl_->http) return;
+  impl_->stopping = true;
+  impl_->http->stop();
 }
 
 }  // namespace moe::server

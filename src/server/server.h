@@ -33,6 +33,7 @@ struct ServerConfig {
   ApiLimits api;
   size_t max_body_bytes = 1 << 20;
   int read_timeout_s = 10;                 // per read of a request; and the keep-alive idle time
+  int request_deadline_s = 30;             // whole request (headers + body), and keep-alive idle time
   int write_timeout_s = 30;                // a client that stops reading a stream is dropped
   int http_threads = 128;                  // connections served at once (each stream holds one)
   std::string filters_file;                // redaction and moderation rules (JSON)

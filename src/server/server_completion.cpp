@@ -119,11 +119,12 @@ json final_response(const Job& job) {
 
 }  // namespace
 
-void Server::Impl::handle_completion(Route route, const httplib::Request& req, httplib::Response& res) {
+void Server::Impl::handle_completion(Route route, const httplib::Request& req, const std::string& body,
+                                     httplib::Response& res) {
   auto job = std::make_shared<Job>();
   job->t0 = now_s();
   job->route = route;
-  const CompletionRequest r = parse_request(route, req.body, cfg.api);
+  const CompletionRequest r = parse_request(route, body, cfg.api);
   ServedModel& m = find_model(r.model);
   const Tokenizer& tok = *m.loaded.tokenizer;
   job->model = m.spec.id;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "runtime/chat.h"
+#include "server/conn_watchdog.h"
 #include "server/filters.h"
 #include "server/metrics.h"
 #include "server/server.h"
@@ -78,8 +79,10 @@ struct Server::Impl {
   Metrics metrics;
   std::vector<std::unique_ptr<ServedModel>> models;
   std::unique_ptr<httplib::Server> http;
+  std::unique_ptr<ConnWatchdog> watchdog;
   std::set<std::string> public_routes;
   int port = 0;
+  std::atomic<bool> stopping{false};
 
   explicit Impl(ServerConfig c);
   ~Impl();
@@ -88,8 +91,8 @@ struct Server::Impl {
   void routes();
   httplib::Server::HandlerResponse authorize(const httplib::Request& req, httplib::Response& res);
   void count_request(const std::string& route, int status);
-  void handle_completion(Route route, const httplib::Request& req, httplib::Response& res);
-  void handle_tokenize(const httplib::Request& req, httplib::Response& res, bool detokenize);
+  void handle_completion(Route route, const httplib::Request& req, const std::string& body, httplib::Response& res);
+  void handle_tokenize(const std::string& body, httplib::Response& res, bool detokenize);
   std::string render_metrics();
 };
 
