@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "formats/gguf.h"
+#include "model/presets.h"
 #include "serve_fixtures.h"
 #include "testdata.h"
 
@@ -20,6 +22,13 @@ class ServeE2E : public ::testing::Test {
     write_script_model(*dir_ + "/r1.gguf", "Sure</think>Yes", /*loop=*/false, r1);
     write_script_model(*dir_ + "/loop.gguf", "Cat</think>Dog", /*loop=*/true);
     std::filesystem::copy_file(testdata("models/stories260K.gguf"), *dir_ + "/stories.gguf");
+    // A small DeepSeek MoE (MLA, shared experts, 2 of 8 routed experts per token) on the same vocabulary.
+    ModelConfig c = reduced(find_preset("deepseek-r1").config);
+    const auto vocab = GgufFile::open(testdata("models/stories260K.gguf"));
+    c.n_vocab = static_cast<int64_t>(vocab->get("tokenizer.ggml.tokens").elems().size());
+    RandomModelOptions opt;
+    opt.tokenizer_source = vocab.get();
+    write_random_model(c, opt, *dir_ + "/moe.gguf");
   }
   static void TearDownTestSuite() {
     if (!std::getenv("MOE_KEEP_FIXTURES")) std::filesystem::remove_all(*dir_);
@@ -56,6 +65,12 @@ TEST_F(ServeE2E, HostileInputsGetTheRightErrorsAndLeakNothing) {
 TEST_F(ServeE2E, AuthOnEveryRoute) {
   std::string out;
   EXPECT_EQ(run_node("serve_auth.mjs", "", &out), 0) << out;
+  std::cout << out;
+}
+
+TEST_F(ServeE2E, ModelsDirTlsAndExpertMetrics) {
+  std::string out;
+  EXPECT_EQ(run_node("serve_misc.mjs", "", &out), 0) << out;
   std::cout << out;
 }
 
