@@ -37,8 +37,8 @@ class ServeE2E : public ::testing::Test {
 
   // Runs tests/<script> with the moe binary and the fixture folder; returns its exit code.
   static int run_node(const std::string& script, const std::string& extra, std::string* out) {
-    const std::string cmd = "node " + std::string(MOE_SOURCE_DIR) + "/tests/" + script + " " + moe_binary() + " " +
-                            *dir_ + " " + extra + " 2>&1";
+    const std::string cmd = "node " + std::string(MOE_SOURCE_DIR) + "/tests/" + script + " " + moe_binary() +
+                            " " + *dir_ + " " + extra + " 2>&1";
     return run_command(cmd, out);
   }
   static std::string peer_missing(const std::string& pkg) {

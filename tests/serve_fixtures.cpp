@@ -59,7 +59,8 @@ void write_script_model(const std::string& path, const std::string& script, bool
     } else if (t.name == "output.weight") {
       std::fill(data.begin(), data.end(), 0.0f);
       for (int64_t v = 0; v < n_vocab; ++v) data[next[v] * n_embd + v] = 1.0f;
-    } else if (t.name.find("attn_output") != std::string::npos || t.name.find("ffn_down") != std::string::npos) {
+    } else if (t.name.find("attn_output") != std::string::npos ||
+               t.name.find("ffn_down") != std::string::npos) {
       std::fill(data.begin(), data.end(), 0.0f);
     }
     w.add_tensor(t.name, t.type, ne, data.data(), data.size() * sizeof(float));

@@ -10,13 +10,13 @@ using json = nlohmann::ordered_json;
 
 std::string ApiError::body() const {
   json e = {{"message", what()},
-            {"type", !type_.empty()       ? type_
-                     : status_ == 401     ? "authentication_error"
-                     : status_ == 403     ? "permission_error"
-                     : status_ == 404     ? "not_found_error"
-                     : status_ == 429     ? "rate_limit_error"
-                     : status_ >= 500     ? "server_error"
-                                          : "invalid_request_error"},
+            {"type", !type_.empty()   ? type_
+                     : status_ == 401 ? "authentication_error"
+                     : status_ == 403 ? "permission_error"
+                     : status_ == 404 ? "not_found_error"
+                     : status_ == 429 ? "rate_limit_error"
+                     : status_ >= 500 ? "server_error"
+                                      : "invalid_request_error"},
             {"param", param_.empty() ? json(nullptr) : json(param_)},
             {"code", nullptr}};
   return json{{"error", e}}.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -30,12 +30,18 @@ namespace {
 
 const char* type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    default: return "a number";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return "a number";
   }
 }
 
@@ -52,7 +58,8 @@ class Fields {
     if (!v) return std::nullopt;
     int64_t x;
     if (v->is_number_integer()) {
-      if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi)) bad(k, "must be at most " + std::to_string(hi));
+      if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi))
+        bad(k, "must be at most " + std::to_string(hi));
       x = v->get<int64_t>();
     } else if (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>() &&
                std::fabs(v->get<double>()) < 9e15) {
@@ -60,7 +67,9 @@ class Fields {
     } else {
       bad(k, std::string("expected an integer, got ") + type_name(*v));
     }
-    if (x < lo || x > hi) bad(k, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + std::to_string(x));
+    if (x < lo || x > hi)
+      bad(k, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " +
+                 std::to_string(x));
     return x;
   }
   std::optional<double> number(const std::string& k, double lo, double hi) const {
@@ -98,7 +107,8 @@ class Fields {
 std::string content_text(const json& c, const std::string& field) {
   if (c.is_string()) return c.get<std::string>();
   if (c.is_null()) return "";
-  if (!c.is_array()) bad(field, std::string("expected a string or an array of content parts, got ") + type_name(c));
+  if (!c.is_array())
+    bad(field, std::string("expected a string or an array of content parts, got ") + type_name(c));
   std::string out;
   for (size_t i = 0; i < c.size(); ++i) {
     const std::string f = field + "[" + std::to_string(i) + "]";
@@ -106,7 +116,8 @@ std::string content_text(const json& c, const std::string& field) {
     if (!part.is_object()) bad(f, "expected an object");
     auto t = part.find("type");
     if (t == part.end() || !t->is_string()) bad(f + ".type", "missing or not a string");
-    if (*t != "text") bad(f + ".type", "only \"text\" content parts are supported, got \"" + t->get<std::string>() + "\"");
+    if (*t != "text")
+      bad(f + ".type", "only \"text\" content parts are supported, got \"" + t->get<std::string>() + "\"");
     auto x = part.find("text");
     if (x == part.end() || !x->is_string()) bad(f + ".text", "missing or not a string");
     out += x->get<std::string>();
@@ -119,7 +130,8 @@ json parse_messages(const json& m) {
   if (m.empty()) bad("messages", "must not be empty");
   if (m.size() > 4096) bad("messages", "too many messages");
   static const std::set<std::string> kRoles = {"system", "developer", "user", "assistant", "tool"};
-  static const std::set<std::string> kKeys = {"role", "content", "name", "reasoning_content", "tool_calls", "tool_call_id", "refusal"};
+  static const std::set<std::string> kKeys = {"role",       "content",      "name",   "reasoning_content",
+                                              "tool_calls", "tool_call_id", "refusal"};
   json out = json::array();
   for (size_t i = 0; i < m.size(); ++i) {
     const std::string f = "messages[" + std::to_string(i) + "]";
@@ -130,7 +142,8 @@ json parse_messages(const json& m) {
     auto r = msg.find("role");
     if (r == msg.end() || !r->is_string()) bad(f + ".role", "missing or not a string");
     std::string role = r->get<std::string>();
-    if (!kRoles.count(role)) bad(f + ".role", "must be one of system, developer, user, assistant, tool; got \"" + role + "\"");
+    if (!kRoles.count(role))
+      bad(f + ".role", "must be one of system, developer, user, assistant, tool; got \"" + role + "\"");
     if (role == "developer") role = "system";
     auto c = msg.find("content");
     if (c == msg.end() && role != "assistant") bad(f + ".content", "missing");
@@ -152,18 +165,38 @@ CompletionRequest parse_request(Route route, const std::string& body, const ApiL
 
   // Fields OpenAI defines that change nothing here are accepted; others are refused by name, so
   // a client never silently gets behaviour it did not ask for.
-  static const std::set<std::string> kCommon = {
-      "model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "stop", "seed", "presence_penalty",
-      "frequency_penalty", "repeat_penalty", "n", "stream", "stream_options", "user", "logprobs",
-      "ignore_eos", "metadata", "store", "service_tier", "logit_bias", "response_format", "parallel_tool_calls"};
-  static const std::set<std::string> kChat = {"messages", "max_completion_tokens", "top_logprobs", "reasoning_format",
-                                              "reasoning_effort"};
+  static const std::set<std::string> kCommon = {"model",
+                                                "max_tokens",
+                                                "temperature",
+                                                "top_p",
+                                                "top_k",
+                                                "min_p",
+                                                "stop",
+                                                "seed",
+                                                "presence_penalty",
+                                                "frequency_penalty",
+                                                "repeat_penalty",
+                                                "n",
+                                                "stream",
+                                                "stream_options",
+                                                "user",
+                                                "logprobs",
+                                                "ignore_eos",
+                                                "metadata",
+                                                "store",
+                                                "service_tier",
+                                                "logit_bias",
+                                                "response_format",
+                                                "parallel_tool_calls"};
+  static const std::set<std::string> kChat = {"messages", "max_completion_tokens", "top_logprobs",
+                                              "reasoning_format", "reasoning_effort"};
   static const std::set<std::string> kCompl = {"prompt", "echo", "suffix", "best_of"};
   static const std::set<std::string> kGenerate = {"prompt", "max_length", "max_new_tokens"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     const bool known = kCommon.count(k) || (route == Route::kChat && kChat.count(k)) ||
-                       (route == Route::kCompletions && kCompl.count(k)) || (route == Route::kGenerate && kGenerate.count(k));
+                       (route == Route::kCompletions && kCompl.count(k)) ||
+                       (route == Route::kGenerate && kGenerate.count(k));
     if (!known) bad(k, "unknown field");
   }
   const Fields f(j);
@@ -233,7 +266,8 @@ CompletionRequest parse_request(Route route, const std::string& body, const ApiL
     } else {
       bad("stop", std::string("expected a string or an array of strings, got ") + type_name(*st));
     }
-    if (static_cast<int>(r.stop.size()) > limits.max_stop) bad("stop", "at most " + std::to_string(limits.max_stop) + " stop strings");
+    if (static_cast<int>(r.stop.size()) > limits.max_stop)
+      bad("stop", "at most " + std::to_string(limits.max_stop) + " stop strings");
     for (size_t i = 0; i < r.stop.size(); ++i) {
       if (r.stop[i].empty()) bad("stop[" + std::to_string(i) + "]", "must not be empty");
       if (r.stop[i].size() > 256) bad("stop[" + std::to_string(i) + "]", "longer than 256 bytes");
@@ -264,7 +298,8 @@ CompletionRequest parse_request(Route route, const std::string& body, const ApiL
     if (!lb->empty()) bad("logit_bias", "logit_bias is not supported");
   }
   if (const json* rf = f.get("response_format")) {
-    if (!rf->is_object() || rf->value("type", "") != "text") bad("response_format", "only {\"type\": \"text\"} is supported");
+    if (!rf->is_object() || rf->value("type", "") != "text")
+      bad("response_format", "only {\"type\": \"text\"} is supported");
   }
   f.string("user");
   return r;

@@ -4,12 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/sampler.h"
 
@@ -34,20 +33,20 @@ enum class Route { kGenerate, kCompletions, kChat };
 
 struct CompletionRequest {
   Route route = Route::kChat;
-  std::string model;                       // empty: the server's default model
-  std::string prompt;                      // kGenerate, kCompletions
-  nlohmann::ordered_json messages;         // kChat: [{role, content: string}], validated
-  int64_t max_tokens = -1;                 // -1: not given (the server applies its default)
-  SamplingParams sampling;                 // temperature etc. as given, else the defaults below
+  std::string model;                // empty: the server's default model
+  std::string prompt;               // kGenerate, kCompletions
+  nlohmann::ordered_json messages;  // kChat: [{role, content: string}], validated
+  int64_t max_tokens = -1;          // -1: not given (the server applies its default)
+  SamplingParams sampling;          // temperature etc. as given, else the defaults below
   bool temperature_set = false, top_p_set = false;
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;
   int n = 1;
   bool stream = false;
   bool include_usage = false;
-  int logprobs = -1;                       // -1: none; chat: top_logprobs (0..20); completions: 0..5
-  bool echo = false;                       // completions: not supported beyond false
-  bool raw_reasoning = false;              // "reasoning_format": "none" keeps <think> in content
+  int logprobs = -1;           // -1: none; chat: top_logprobs (0..20); completions: 0..5
+  bool echo = false;           // completions: not supported beyond false
+  bool raw_reasoning = false;  // "reasoning_format": "none" keeps <think> in content
   bool ignore_eos = false;
 };
 

@@ -44,16 +44,20 @@ TEST(ServerApi, ChatRequestAsTheOpenAiClientSendsIt) {
   EXPECT_TRUE(r.stream && r.include_usage);
   EXPECT_EQ(r.logprobs, 3);
   EXPECT_FALSE(r.raw_reasoning);
-  EXPECT_TRUE(parse_request(Route::kChat, R"({"messages":[{"role":"user","content":"x"}],"reasoning_format":"none"})", kLimits)
+  EXPECT_TRUE(parse_request(Route::kChat,
+                            R"({"messages":[{"role":"user","content":"x"}],"reasoning_format":"none"})",
+                            kLimits)
                   .raw_reasoning);
 }
 
 TEST(ServerApi, GenerateAndCompletions) {
-  const CompletionRequest g = parse_request(Route::kGenerate, R"({"prompt":"Hello","max_length":200,"top_k":5})", kLimits);
+  const CompletionRequest g =
+      parse_request(Route::kGenerate, R"({"prompt":"Hello","max_length":200,"top_k":5})", kLimits);
   EXPECT_EQ(g.prompt, "Hello");
   EXPECT_EQ(g.max_tokens, 200);
   EXPECT_EQ(g.sampling.top_k, 5);
-  const CompletionRequest c = parse_request(Route::kCompletions, R"({"prompt":["one"],"logprobs":2,"max_tokens":3})", kLimits);
+  const CompletionRequest c =
+      parse_request(Route::kCompletions, R"({"prompt":["one"],"logprobs":2,"max_tokens":3})", kLimits);
   EXPECT_EQ(c.prompt, "one");
   EXPECT_EQ(c.logprobs, 2);
 }
@@ -93,7 +97,8 @@ TEST(ServerApi, InvalidFieldsAreNamed) {
   EXPECT_EQ(refused(Route::kGenerate, R"({"prompt":"x","messages":[]})"), "messages");
   EXPECT_EQ(refused(Route::kCompletions, R"({"prompt":"x","echo":true})"), "echo");
   EXPECT_EQ(refused(Route::kCompletions, R"({"prompt":"x","logprobs":6})"), "logprobs");
-  EXPECT_EQ(refused(Route::kChat, "{\"messages\":[{\"role\":\"user\",\"content\":\"\xC3\x28\"}]}"), "<body>");  // invalid UTF-8
+  EXPECT_EQ(refused(Route::kChat, "{\"messages\":[{\"role\":\"user\",\"content\":\"\xC3\x28\"}]}"),
+            "<body>");  // invalid UTF-8
 }
 
 TEST(ServerApi, RandomMutationsOnlyEverGiveApiErrors) {
@@ -108,9 +113,15 @@ TEST(ServerApi, RandomMutationsOnlyEverGiveApiErrors) {
     for (int e = 0; e < edits; ++e) {
       const size_t at = rng() % (b.size() + 1);
       switch (rng() % 3) {
-        case 0: b.insert(b.begin() + static_cast<long>(at), alphabet[rng() % alphabet.size()]); break;
-        case 1: if (at < b.size()) b.erase(at, 1); break;
-        default: if (at < b.size()) b[at] = alphabet[rng() % alphabet.size()]; break;
+        case 0:
+          b.insert(b.begin() + static_cast<long>(at), alphabet[rng() % alphabet.size()]);
+          break;
+        case 1:
+          if (at < b.size()) b.erase(at, 1);
+          break;
+        default:
+          if (at < b.size()) b[at] = alphabet[rng() % alphabet.size()];
+          break;
       }
     }
     try {

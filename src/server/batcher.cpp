@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include "core/error.h"
@@ -130,6 +131,20 @@ BatcherStats Batcher::stats() const {
   return stats_;
 }
 
+void Batcher::retire(std::vector<std::unique_ptr<Active>>& active, int64_t& kv_used,
+                     const std::function<bool(Active&)>& done) {
+  for (auto& a : active) {
+    if (done(*a)) {
+      kv_used -= a->bytes;
+      a.reset();
+    }
+  }
+  std::erase(active, nullptr);
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.active = static_cast<int64_t>(active.size());
+  stats_.kv_bytes = kv_used;
+}
+
 void Batcher::loop() {
   ThreadPool pool(opt_.threads);
   std::vector<std::unique_ptr<Active>> active;
@@ -164,38 +179,17 @@ void Batcher::loop() {
       stats_.queued = static_cast<int64_t>(queue_.size());
     }
     // Cancelled sequences leave before the step, so their caches are free for the next admission.
-    for (auto& a : active) {
-      if (a->seq->cancelled()) {
-        a->seq->end(Finish::kCancelled);
-        kv_used -= a->bytes;
-        a.reset();
-      }
-    }
-    std::erase(active, nullptr);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stats_.active = static_cast<int64_t>(active.size());
-      stats_.kv_bytes = kv_used;
-    }
+    retire(active, kv_used, [](Active& a) {
+      if (a.seq->cancelled()) a.seq->end(Finish::kCancelled);
+      return a.seq->finish() != Finish::kNone;
+    });
     if (active.empty()) continue;
     try {
       step(active, pool);
     } catch (const std::exception& e) {
       for (auto& a : active) a->seq->end(Finish::kError, e.what());
-      active.clear();
     }
-    for (auto& a : active) {
-      if (a->seq->finish() != Finish::kNone) {
-        kv_used -= a->bytes;
-        a.reset();
-      }
-    }
-    std::erase(active, nullptr);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stats_.active = static_cast<int64_t>(active.size());
-      stats_.kv_bytes = kv_used;
-    }
+    retire(active, kv_used, [](Active& a) { return a.seq->finish() != Finish::kNone; });
   }
   for (auto& a : active) a->seq->end(Finish::kCancelled);
   std::lock_guard<std::mutex> lock(mu_);

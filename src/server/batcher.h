@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -109,6 +110,9 @@ class Batcher {
   struct Active;
   void loop();
   void step(std::vector<std::unique_ptr<Active>>& active, ThreadPool& pool);
+  // Drops the sequences done() says are over, freeing their cache budget; updates the stats.
+  void retire(std::vector<std::unique_ptr<Active>>& active, int64_t& kv_used,
+              const std::function<bool(Active&)>& done);
 
   const LoadedModel& m_;
   const BatcherOptions opt_;

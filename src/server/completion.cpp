@@ -17,14 +17,35 @@ json token_logprob(const Tokenizer& tok, int32_t id, float lp) {
 
 }  // namespace
 
-ChoiceStream::ChoiceStream(std::shared_ptr<Sequence> seq, const Tokenizer& tok, std::vector<std::string> stops,
-                           bool split_reasoning, bool reasoning_in_prompt, const Moderator* mod)
+ChoiceStream::ChoiceStream(std::shared_ptr<Sequence> seq, const Tokenizer& tok,
+                           std::vector<std::string> stops, bool split_reasoning, bool reasoning_in_prompt,
+                           const Moderator* mod)
     : seq_(std::move(seq)), tok_(tok), dec_(tok), stop_(std::move(stops)) {
   if (split_reasoning) split_.emplace(reasoning_in_prompt);
   if (mod && mod->enabled()) {
     mod_content_.emplace(*mod);
     mod_reasoning_.emplace(*mod);
   }
+}
+
+void ChoiceStream::route(const std::string& kept, bool last, ChoiceDelta* d) {
+  ReasoningDelta r = split_ ? split_->push(kept) : ReasoningDelta{"", kept};
+  if (last && split_) {
+    ReasoningDelta rest = split_->finish();
+    r.reasoning += rest.reasoning;
+    r.content += rest.content;
+  }
+  if (mod_content_) {
+    r.content = mod_content_->push(r.content);
+    r.reasoning = mod_reasoning_->push(r.reasoning);
+    if (mod_content_->stopped() || mod_reasoning_->stopped()) {
+      halted_ = true;
+      if (finish_.empty()) finish_ = "content_filter";
+      seq_->cancel();
+    }
+  }
+  d->reasoning += r.reasoning;
+  d->content += r.content;
 }
 
 void ChoiceStream::feed(const std::string& text, ChoiceDelta* d) {
@@ -35,44 +56,14 @@ void ChoiceStream::feed(const std::string& text, ChoiceDelta* d) {
     finish_ = "stop";
     seq_->cancel();
   }
-  ReasoningDelta r = split_ ? split_->push(kept) : ReasoningDelta{"", kept};
-  if (halted_ && split_) {
-    ReasoningDelta rest = split_->finish();
-    r.reasoning += rest.reasoning;
-    r.content += rest.content;
-  }
-  if (mod_content_) {
-    r.content = mod_content_->push(r.content);
-    r.reasoning = mod_reasoning_->push(r.reasoning);
-    if (mod_content_->stopped() || mod_reasoning_->stopped()) {
-      halted_ = true;
-      finish_ = "content_filter";
-      seq_->cancel();
-    }
-  }
-  d->reasoning += r.reasoning;
-  d->content += r.content;
+  route(kept, halted_, d);
 }
 
 void ChoiceStream::end(ChoiceDelta* d) {
   done_ = true;
   if (!halted_) {
     feed(utf8_.push(dec_.flush()) + utf8_.finish(), d);
-    if (!halted_) {
-      const std::string rest = stop_.finish();
-      ReasoningDelta r = split_ ? split_->push(rest) : ReasoningDelta{"", rest};
-      if (split_) {
-        ReasoningDelta f = split_->finish();
-        r.reasoning += f.reasoning;
-        r.content += f.content;
-      }
-      if (mod_content_) {
-        r.content = mod_content_->push(r.content);
-        r.reasoning = mod_reasoning_->push(r.reasoning);
-      }
-      d->reasoning += r.reasoning;
-      d->content += r.content;
-    }
+    if (!halted_) route(stop_.finish(), /*last=*/true, d);
   }
   if (mod_content_) {
     if (!mod_content_->stopped() && !mod_reasoning_->stopped()) {
@@ -86,9 +77,14 @@ void ChoiceStream::end(ChoiceDelta* d) {
   }
   if (finish_.empty()) {
     switch (seq_->finish()) {
-      case Finish::kEog: finish_ = "stop"; break;
-      case Finish::kError: fail("generation failed: ", seq_->error());
-      default: finish_ = "length"; break;
+      case Finish::kEog:
+        finish_ = "stop";
+        break;
+      case Finish::kError:
+        fail("generation failed: ", seq_->error());
+      default:
+        finish_ = "length";
+        break;
     }
   }
 }
@@ -111,10 +107,8 @@ ChoiceDelta ChoiceStream::poll(std::chrono::milliseconds timeout) {
     }
     feed(utf8_.push(dec_.push(t.id)), &d);
   }
-  if (halted_ || !running) {
-    // A halted sequence may still be finishing its step; the tokens after the halt are dropped.
-    if (!running || halted_) end(&d);
-  }
+  // A halted sequence may still be finishing its step; the tokens after the halt are dropped.
+  if (halted_ || !running) end(&d);
   return d;
 }
 

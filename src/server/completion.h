@@ -4,11 +4,10 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "server/batcher.h"
 #include "server/filters.h"
@@ -46,6 +45,8 @@ class ChoiceStream {
 
  private:
   void feed(const std::string& text, ChoiceDelta* d);
+  // Splits reasoning from answer and moderates; last: no more text will come.
+  void route(const std::string& kept, bool last, ChoiceDelta* d);
   void end(ChoiceDelta* d);
 
   std::shared_ptr<Sequence> seq_;

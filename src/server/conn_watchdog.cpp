@@ -109,7 +109,8 @@ void ConnWatchdog::tick(double now) {
       if (local_port(static_cast<int>(fd)) != port_) continue;
       sockaddr_storage peer{};
       socklen_t len = sizeof peer;
-      if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &len) != 0) continue;  // the listener
+      if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &len) != 0)
+        continue;  // the listener
       const std::string key = peer_key(peer);
       if (key.empty()) continue;
       seen.insert(key);
@@ -122,7 +123,8 @@ void ConnWatchdog::tick(double now) {
       }
       if (!c.in_handler && now - c.since > deadline_s_) expired.emplace_back(static_cast<int>(fd), st.st_ino);
     }
-    for (auto it = conns_.begin(); it != conns_.end();) it = seen.count(it->first) ? std::next(it) : conns_.erase(it);
+    for (auto it = conns_.begin(); it != conns_.end();)
+      it = seen.count(it->first) ? std::next(it) : conns_.erase(it);
   }
   closedir(d);
   for (const auto& [fd, ino] : expired) {

@@ -33,7 +33,7 @@ class ConnWatchdog {
 
  private:
   struct Conn {
-    double since = 0;      // start of the current reading / idle phase
+    double since = 0;  // start of the current reading / idle phase
     bool in_handler = false;
     uint64_t inode = 0;
   };

@@ -1,13 +1,12 @@
 #include "server/server.h"
-#include "server/server_impl.h"
 
 #include <httplib.h>
 
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -24,6 +23,7 @@
 #include "server/completion.h"
 #include "server/filters.h"
 #include "server/metrics.h"
+#include "server/server_impl.h"
 
 namespace moe::server {
 
@@ -34,13 +34,17 @@ namespace {
 
 // The R1 family's template; also the fallback for models without one is ChatML.
 constexpr const char* kChatMlTemplate =
-    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% "
+    "endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 }  // namespace
 
 Server::Impl::Impl(ServerConfig c)
-    : cfg(std::move(c)), auth(cfg.auth), limiter(cfg.rate), public_routes(cfg.public_routes.begin(), cfg.public_routes.end()) {
+    : cfg(std::move(c)),
+      auth(cfg.auth),
+      limiter(cfg.rate),
+      public_routes(cfg.public_routes.begin(), cfg.public_routes.end()) {
   FilterConfig fc;
   if (!cfg.filters_file.empty()) fc = load_filter_config(cfg.filters_file);
   std::vector<RedactRule> rules;
@@ -63,11 +67,13 @@ Server::Impl::Impl(ServerConfig c)
   }
   const bool tls = !cfg.ssl_cert.empty() || !cfg.ssl_key.empty();
   if (tls) {
-    MOE_CHECK(!cfg.ssl_cert.empty() && !cfg.ssl_key.empty(), "serve: TLS needs both --ssl-cert and --ssl-key");
+    MOE_CHECK(!cfg.ssl_cert.empty() && !cfg.ssl_key.empty(),
+              "serve: TLS needs both --ssl-cert and --ssl-key");
     for (const std::string& f : {cfg.ssl_cert, cfg.ssl_key})
       MOE_CHECK(std::ifstream(f).good(), "serve: cannot read '", f, "'");
     auto s = std::make_unique<httplib::SSLServer>(cfg.ssl_cert.c_str(), cfg.ssl_key.c_str());
-    MOE_CHECK(s->is_valid(), "serve: the certificate '", cfg.ssl_cert, "' or key '", cfg.ssl_key, "' is not valid");
+    MOE_CHECK(s->is_valid(), "serve: the certificate '", cfg.ssl_cert, "' or key '", cfg.ssl_key,
+              "' is not valid");
     http = std::move(s);
   } else {
     http = std::make_unique<httplib::Server>();
@@ -96,7 +102,8 @@ void Server::Impl::load(ServedModel& m) {
   try {
     m.loaded = load_model(m.spec.path);
     std::string tmpl = m.spec.chat_template;
-    if (tmpl.empty() && m.loaded.file->get_string("tokenizer.chat_template", "").empty()) tmpl = kChatMlTemplate;
+    if (tmpl.empty() && m.loaded.file->get_string("tokenizer.chat_template", "").empty())
+      tmpl = kChatMlTemplate;
     m.chat = std::make_unique<ChatFormatter>(m.loaded, tmpl);
     BatcherOptions bo = m.spec.batch;
     const int64_t train = m.loaded.model->config().n_ctx_train;
@@ -120,8 +127,10 @@ ServedModel& Server::Impl::find_model(const std::string& id) {
       if (x->spec.id == id) m = x.get();
   }
   if (!m) throw ApiError(404, "the model '" + id + "' does not exist", "model", "not_found_error");
-  if (m->state == 0) throw ApiError(503, "the model '" + m->spec.id + "' is loading", "model", "server_error");
-  if (m->state == 2) throw ApiError(503, "the model '" + m->spec.id + "' failed to load: " + m->error, "model");
+  if (m->state == 0)
+    throw ApiError(503, "the model '" + m->spec.id + "' is loading", "model", "server_error");
+  if (m->state == 2)
+    throw ApiError(503, "the model '" + m->spec.id + "' failed to load: " + m->error, "model");
   return *m;
 }
 
@@ -130,13 +139,15 @@ void Server::Impl::count_request(const std::string& route, int status) {
                       {{"route", route}, {"status", std::to_string(status)}});
 }
 
-httplib::Server::HandlerResponse Server::Impl::authorize(const httplib::Request& req, httplib::Response& res) {
+httplib::Server::HandlerResponse Server::Impl::authorize(const httplib::Request& req,
+                                                         httplib::Response& res) {
   using HR = httplib::Server::HandlerResponse;
   if (!auth.enabled() || public_routes.count(req.path)) return HR::Unhandled;
   std::string scope = "generate";
   if (req.path == "/v1/models" || req.path.rfind("/v1/models/", 0) == 0) scope = "models";
   if (req.path == "/metrics" || req.path == "/health") scope = "metrics";
-  const AuthResult a = auth.check(req.get_header_value("Authorization"), req.get_header_value("x-api-key"), scope, unix_now());
+  const AuthResult a =
+      auth.check(req.get_header_value("Authorization"), req.get_header_value("x-api-key"), scope, unix_now());
   if (a.status == 200) return HR::Unhandled;
   const ApiError e(a.status, a.error);
   if (a.status == 401) res.set_header("WWW-Authenticate", "Bearer");
@@ -148,10 +159,12 @@ httplib::Server::HandlerResponse Server::Impl::authorize(const httplib::Request&
 
 void Server::Impl::routes() {
   httplib::Server& s = *http;
-  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return authorize(req, res); });
+  s.set_pre_routing_handler(
+      [this](const httplib::Request& req, httplib::Response& res) { return authorize(req, res); });
   s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    static const std::set<std::string> kRoutes = {"/",        "/generate", "/v1/completions", "/v1/chat/completions",
-                                                  "/v1/models", "/tokenize", "/detokenize",    "/health", "/metrics"};
+    static const std::set<std::string> kRoutes = {
+        "/",           "/generate", "/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize",
+        "/detokenize", "/health",   "/metrics"};
     count_request(kRoutes.count(req.path) ? req.path : "other", res.status);
     watchdog->response_done(req.remote_addr, req.remote_port);
   });
@@ -179,8 +192,11 @@ void Server::Impl::routes() {
   });
   // POST bodies are read here, capped at max_body_bytes whatever the framing (httplib checks only
   // Content-Length, not chunked uploads); then the watchdog learns the request is in.
-  auto post = [this](const char* path, std::function<void(const httplib::Request&, const std::string&, httplib::Response&)> fn) {
-    http->Post(path, [this, fn](const httplib::Request& q, httplib::Response& r, const httplib::ContentReader& reader) {
+  auto post = [this](
+                  const char* path,
+                  std::function<void(const httplib::Request&, const std::string&, httplib::Response&)> fn) {
+    http->Post(path, [this, fn](const httplib::Request& q, httplib::Response& r,
+                                const httplib::ContentReader& reader) {
       std::string body;
       bool too_big = false;
       const bool ok = reader([&](const char* d, size_t n) {
@@ -192,10 +208,12 @@ void Server::Impl::routes() {
         return true;
       });
       // httplib refuses a Content-Length over its limit before calling the receiver.
-      too_big = too_big || (!ok && std::strtoull(q.get_header_value("Content-Length").c_str(), nullptr, 10) > cfg.max_body_bytes);
+      too_big = too_big || (!ok && std::strtoull(q.get_header_value("Content-Length").c_str(), nullptr, 10) >
+                                       cfg.max_body_bytes);
       if (too_big) {
         r.set_header("Connection", "close");
-        throw ApiError(413, "the request body is larger than " + std::to_string(cfg.max_body_bytes) + " bytes");
+        throw ApiError(413,
+                       "the request body is larger than " + std::to_string(cfg.max_body_bytes) + " bytes");
       }
       if (!ok) {
         r.set_header("Connection", "close");
@@ -205,11 +223,21 @@ void Server::Impl::routes() {
       fn(q, body, r);
     });
   };
-  post("/generate", [this](const httplib::Request& q, const std::string& b, httplib::Response& r) { handle_completion(Route::kGenerate, q, b, r); });
-  post("/v1/completions", [this](const httplib::Request& q, const std::string& b, httplib::Response& r) { handle_completion(Route::kCompletions, q, b, r); });
-  post("/v1/chat/completions", [this](const httplib::Request& q, const std::string& b, httplib::Response& r) { handle_completion(Route::kChat, q, b, r); });
-  post("/tokenize", [this](const httplib::Request&, const std::string& b, httplib::Response& r) { handle_tokenize(b, r, false); });
-  post("/detokenize", [this](const httplib::Request&, const std::string& b, httplib::Response& r) { handle_tokenize(b, r, true); });
+  post("/generate", [this](const httplib::Request& q, const std::string& b, httplib::Response& r) {
+    handle_completion(Route::kGenerate, q, b, r);
+  });
+  post("/v1/completions", [this](const httplib::Request& q, const std::string& b, httplib::Response& r) {
+    handle_completion(Route::kCompletions, q, b, r);
+  });
+  post("/v1/chat/completions", [this](const httplib::Request& q, const std::string& b, httplib::Response& r) {
+    handle_completion(Route::kChat, q, b, r);
+  });
+  post("/tokenize", [this](const httplib::Request&, const std::string& b, httplib::Response& r) {
+    handle_tokenize(b, r, false);
+  });
+  post("/detokenize", [this](const httplib::Request&, const std::string& b, httplib::Response& r) {
+    handle_tokenize(b, r, true);
+  });
   s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& r) {
     json data = json::array();
     for (auto& m : models) {
@@ -220,9 +248,10 @@ void Server::Impl::routes() {
     send_json(r, 200, {{"object", "list"}, {"data", data}});
   });
   s.Get("/", [](const httplib::Request&, httplib::Response& r) {
-    r.set_header("Content-Security-Policy",
-                 "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
-                 "img-src data:; base-uri 'none'; form-action 'none'");
+    r.set_header(
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+        "img-src data:; base-uri 'none'; form-action 'none'");
     r.set_header("X-Content-Type-Options", "nosniff");
     const std::string_view page = chat_page_html();
     r.set_content(page.data(), page.size(), "text/html; charset=utf-8");
@@ -245,16 +274,23 @@ std::string Server::Impl::render_metrics() {
   for (auto& mp : models) {
     ServedModel& m = *mp;
     const json::string_t& id = m.spec.id;
-    metrics.gauge_set("moe_model_ready", "1 when the model is loaded and serving.", {{"model", id}}, m.state == 1 ? 1 : 0);
+    metrics.gauge_set("moe_model_ready", "1 when the model is loaded and serving.", {{"model", id}},
+                      m.state == 1 ? 1 : 0);
     if (m.state != 1) continue;
     const BatcherStats st = m.batcher->stats();
-    metrics.gauge_set("moe_queue_depth", "Requests waiting for a batch slot.", {{"model", id}}, static_cast<double>(st.queued));
-    metrics.gauge_set("moe_active_sequences", "Sequences in the running batch.", {{"model", id}}, static_cast<double>(st.active));
-    metrics.gauge_set("moe_kv_cache_bytes", "KV cache held by active sequences.", {{"model", id}}, static_cast<double>(st.kv_bytes));
-    metrics.gauge_set("moe_kv_cache_budget_bytes", "KV cache budget.", {{"model", id}}, static_cast<double>(st.kv_budget));
-    metrics.gauge_set("moe_kv_cache_usage_ratio", "Fraction of the KV cache budget in use.", {{"model", id}},
-                      st.kv_budget > 0 ? static_cast<double>(st.kv_bytes) / static_cast<double>(st.kv_budget) : 0.0);
-    metrics.gauge_set("moe_batch_steps", "Batched forward passes run.", {{"model", id}}, static_cast<double>(st.steps));
+    metrics.gauge_set("moe_queue_depth", "Requests waiting for a batch slot.", {{"model", id}},
+                      static_cast<double>(st.queued));
+    metrics.gauge_set("moe_active_sequences", "Sequences in the running batch.", {{"model", id}},
+                      static_cast<double>(st.active));
+    metrics.gauge_set("moe_kv_cache_bytes", "KV cache held by active sequences.", {{"model", id}},
+                      static_cast<double>(st.kv_bytes));
+    metrics.gauge_set("moe_kv_cache_budget_bytes", "KV cache budget.", {{"model", id}},
+                      static_cast<double>(st.kv_budget));
+    metrics.gauge_set(
+        "moe_kv_cache_usage_ratio", "Fraction of the KV cache budget in use.", {{"model", id}},
+        st.kv_budget > 0 ? static_cast<double>(st.kv_bytes) / static_cast<double>(st.kv_budget) : 0.0);
+    metrics.gauge_set("moe_batch_steps", "Batched forward passes run.", {{"model", id}},
+                      static_cast<double>(st.steps));
     std::lock_guard<std::mutex> lock(m.metrics_mu);
     m.experts_reported.resize(st.expert_counts.size());
     for (size_t l = 0; l < st.expert_counts.size(); ++l) {
@@ -263,7 +299,8 @@ std::string Server::Impl::render_metrics() {
       for (size_t e = 0; e < seen.size(); ++e) {
         const int64_t d = st.expert_counts[l][e] - seen[e];
         if (st.expert_counts[l].empty()) continue;
-        metrics.counter_add("moe_expert_activations_total", "Routed token slots per expert and layer (MoE layers).",
+        metrics.counter_add("moe_expert_activations_total",
+                            "Routed token slots per expert and layer (MoE layers).",
                             {{"model", id}, {"layer", std::to_string(l)}, {"expert", std::to_string(e)}},
                             static_cast<double>(d));
         seen[e] += d;
@@ -282,9 +319,11 @@ void Server::Impl::handle_tokenize(const std::string& body, httplib::Response& r
   }
   if (!j.is_object()) throw ApiError(400, "the body must be a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it) {
-    static const std::set<std::string> kTok = {"model", "content", "add_special", "parse_special", "with_pieces"};
+    static const std::set<std::string> kTok = {"model", "content", "add_special", "parse_special",
+                                               "with_pieces"};
     static const std::set<std::string> kDetok = {"model", "tokens"};
-    if (!(detokenize ? kDetok : kTok).count(it.key())) throw ApiError(400, "'" + it.key() + "': unknown field", it.key());
+    if (!(detokenize ? kDetok : kTok).count(it.key()))
+      throw ApiError(400, "'" + it.key() + "': unknown field", it.key());
   }
   std::string model;
   if (j.contains("model")) {
@@ -294,7 +333,8 @@ void Server::Impl::handle_tokenize(const std::string& body, httplib::Response& r
   ServedModel& m = find_model(model);
   const Tokenizer& tok = *m.loaded.tokenizer;
   if (detokenize) {
-    if (!j.contains("tokens") || !j["tokens"].is_array()) throw ApiError(400, "'tokens': missing or not an array", "tokens");
+    if (!j.contains("tokens") || !j["tokens"].is_array())
+      throw ApiError(400, "'tokens': missing or not an array", "tokens");
     std::vector<int32_t> ids;
     for (size_t i = 0; i < j["tokens"].size(); ++i) {
       const json& v = j["tokens"][i];
@@ -305,7 +345,8 @@ void Server::Impl::handle_tokenize(const std::string& body, httplib::Response& r
     send_json(res, 200, {{"content", tok.decode(ids)}});
     return;
   }
-  if (!j.contains("content") || !j["content"].is_string()) throw ApiError(400, "'content': missing or not a string", "content");
+  if (!j.contains("content") || !j["content"].is_string())
+    throw ApiError(400, "'content': missing or not a string", "content");
   auto flag = [&](const char* k) {
     if (!j.contains(k)) return false;
     if (!j[k].is_boolean()) throw ApiError(400, std::string("'") + k + "': expected a boolean", k);
@@ -316,7 +357,8 @@ void Server::Impl::handle_tokenize(const std::string& body, httplib::Response& r
   if (flag("add_special") && tok.add_bos() && tok.bos_id() >= 0) ids.insert(ids.begin(), tok.bos_id());
   json out = json::array();
   const bool pieces = flag("with_pieces");
-  for (int32_t id : ids) out.push_back(pieces ? json{{"id", id}, {"piece", tok.token_to_piece(id, true)}} : json(id));
+  for (int32_t id : ids)
+    out.push_back(pieces ? json{{"id", id}, {"piece", tok.token_to_piece(id, true)}} : json(id));
   send_json(res, 200, {{"tokens", out}});
 }
 
@@ -360,7 +402,8 @@ std::vector<ModelSpec> models_in_dir(const std::string& dir, const BatcherOption
       for (const auto& e : fs::directory_iterator(p))
         if (e.path().extension() == ".gguf") ggufs.push_back(e.path());
       if (ggufs.empty()) continue;
-      MOE_CHECK(ggufs.size() == 1, p.string(), ": holds ", ggufs.size(), " .gguf files; a model folder holds one");
+      MOE_CHECK(ggufs.size() == 1, p.string(), ": holds ", ggufs.size(),
+                " .gguf files; a model folder holds one");
       s.path = ggufs[0].string();
     }
     const fs::path conf = p / "moe-serve.json";
@@ -375,11 +418,13 @@ std::vector<ModelSpec> models_in_dir(const std::string& dir, const BatcherOption
       for (auto it = j.begin(); it != j.end(); ++it) {
         const std::string& k = it.key();
         auto num = [&](int64_t lo) {
-          MOE_CHECK(it->is_number_integer() && it->get<int64_t>() >= lo, conf.string(), ": '", k, "' must be an integer >= ", lo);
+          MOE_CHECK(it->is_number_integer() && it->get<int64_t>() >= lo, conf.string(), ": '", k,
+                    "' must be an integer >= ", lo);
           return it->get<int64_t>();
         };
         if (k == "id") {
-          MOE_CHECK(it->is_string() && !it->get<std::string>().empty(), conf.string(), ": 'id' must be a non-empty string");
+          MOE_CHECK(it->is_string() && !it->get<std::string>().empty(), conf.string(),
+                    ": 'id' must be a non-empty string");
           s.id = it->get<std::string>();
         } else if (k == "n_ctx") {
           s.batch.n_ctx = num(2);
@@ -414,8 +459,8 @@ int Server::bind() {
     s.port = s.http->bind_to_any_port(s.cfg.host);
     MOE_CHECK(s.port > 0, "serve: cannot bind to ", s.cfg.host);
   } else {
-    MOE_CHECK(s.http->bind_to_port(s.cfg.host, s.cfg.port), "serve: cannot bind to ", s.cfg.host, ":", s.cfg.port,
-              " (in use, or not an address of this machine)");
+    MOE_CHECK(s.http->bind_to_port(s.cfg.host, s.cfg.port), "serve: cannot bind to ", s.cfg.host, ":",
+              s.cfg.port, " (in use, or not an address of this machine)");
     s.port = s.cfg.port;
   }
   s.watchdog->set_port(s.port);

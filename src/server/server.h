@@ -23,22 +23,22 @@ struct ModelSpec {
 
 struct ServerConfig {
   std::string host = "127.0.0.1";
-  int port = 8080;                         // 0: any free port (printed when listening)
-  std::vector<ModelSpec> models;           // --model, repeatable
-  std::string models_dir;                  // --models-dir: every model in a folder (see models_in_dir)
-  BatcherOptions batch;                    // defaults for every model
+  int port = 8080;                // 0: any free port (printed when listening)
+  std::vector<ModelSpec> models;  // --model, repeatable
+  std::string models_dir;         // --models-dir: every model in a folder (see models_in_dir)
+  BatcherOptions batch;           // defaults for every model
   AuthConfig auth;
   std::vector<std::string> public_routes;  // paths served without credentials (e.g. /health)
   RateLimits rate;
   ApiLimits api;
   size_t max_body_bytes = 1 << 20;
-  int read_timeout_s = 10;                 // per read of a request; and the keep-alive idle time
-  int request_deadline_s = 30;             // whole request (headers + body), and keep-alive idle time
-  int write_timeout_s = 30;                // a client that stops reading a stream is dropped
-  int http_threads = 128;                  // connections served at once (each stream holds one)
-  std::string filters_file;                // redaction and moderation rules (JSON)
-  bool redact_inputs = true;               // the seed's SSN / e-mail redaction
-  std::string ssl_cert, ssl_key;           // TLS when both are set
+  int read_timeout_s = 10;        // per read of a request; and the keep-alive idle time
+  int request_deadline_s = 30;    // whole request (headers + body), and keep-alive idle time
+  int write_timeout_s = 30;       // a client that stops reading a stream is dropped
+  int http_threads = 128;         // connections served at once (each stream holds one)
+  std::string filters_file;       // redaction and moderation rules (JSON)
+  bool redact_inputs = true;      // the seed's SSN / e-mail redaction
+  std::string ssl_cert, ssl_key;  // TLS when both are set
 };
 
 // Models of a model repository: each *.gguf file directly in dir (id = file name without

@@ -85,7 +85,8 @@ json chunk(const Job& job, size_t i, const ChoiceDelta& d, const std::string& fi
   } else {
     c["object"] = "text_completion";
     json lp = job.logprobs >= 0 && !d.logprobs.empty() ? completion_logprobs(d.logprobs) : json(nullptr);
-    c["choices"] = json::array({{{"index", i}, {"text", d.content}, {"logprobs", lp}, {"finish_reason", fr}}});
+    c["choices"] =
+        json::array({{{"index", i}, {"text", d.content}, {"logprobs", lp}, {"finish_reason", fr}}});
   }
   if (job.include_usage) c["usage"] = nullptr;
   return c;
@@ -93,7 +94,9 @@ json chunk(const Job& job, size_t i, const ChoiceDelta& d, const std::string& fi
 
 json final_response(const Job& job) {
   if (job.route == Route::kGenerate) {
-    return {{"text", job.content[0]}, {"finish_reason", job.choices[0]->finish_reason()}, {"model", job.model},
+    return {{"text", job.content[0]},
+            {"finish_reason", job.choices[0]->finish_reason()},
+            {"model", job.model},
             {"usage", job.usage()}};
   }
   json choices = json::array();
@@ -103,18 +106,18 @@ json final_response(const Job& job) {
       json msg = {{"role", "assistant"}, {"content", job.content[i]}};
       if (!job.reasoning[i].empty()) msg["reasoning_content"] = job.reasoning[i];
       json lp = job.logprobs >= 0 ? json{{"content", job.logprobs_acc[i]}} : json(nullptr);
-      choices.push_back({{"index", i}, {"message", msg}, {"logprobs", lp}, {"finish_reason", c.finish_reason()}});
+      choices.push_back(
+          {{"index", i}, {"message", msg}, {"logprobs", lp}, {"finish_reason", c.finish_reason()}});
     } else {
       json lp = job.logprobs >= 0 ? completion_logprobs(job.logprobs_acc[i]) : json(nullptr);
-      choices.push_back({{"index", i}, {"text", job.content[i]}, {"logprobs", lp}, {"finish_reason", c.finish_reason()}});
+      choices.push_back(
+          {{"index", i}, {"text", job.content[i]}, {"logprobs", lp}, {"finish_reason", c.finish_reason()}});
     }
   }
-  return {{"id", job.id},
-          {"object", job.route == Route::kChat ? "chat.completion" : "text_completion"},
-          {"created", job.created},
-          {"model", job.model},
-          {"choices", choices},
-          {"usage", job.usage()}};
+  return {
+      {"id", job.id},           {"object", job.route == Route::kChat ? "chat.completion" : "text_completion"},
+      {"created", job.created}, {"model", job.model},
+      {"choices", choices},     {"usage", job.usage()}};
 }
 
 }  // namespace
@@ -159,9 +162,12 @@ void Server::Impl::handle_completion(Route route, const httplib::Request& req, c
   const int64_t n_ctx = m.batcher->options().n_ctx;
   job->n_prompt = static_cast<int64_t>(ids.size());
   if (job->n_prompt >= n_ctx)
-    throw ApiError(400, "the prompt has " + std::to_string(job->n_prompt) + " tokens; this model's context holds " +
-                            std::to_string(n_ctx), route == Route::kChat ? "messages" : "prompt");
-  job->max_tokens = std::min(r.max_tokens > 0 ? r.max_tokens : cfg.api.default_max_tokens, n_ctx - job->n_prompt);
+    throw ApiError(400,
+                   "the prompt has " + std::to_string(job->n_prompt) +
+                       " tokens; this model's context holds " + std::to_string(n_ctx),
+                   route == Route::kChat ? "messages" : "prompt");
+  job->max_tokens =
+      std::min(r.max_tokens > 0 ? r.max_tokens : cfg.api.default_max_tokens, n_ctx - job->n_prompt);
 
   SamplingParams sp = r.sampling;
   if (auto rec = m.chat->recommended_sampling(); rec && route == Route::kChat) {
@@ -172,12 +178,14 @@ void Server::Impl::handle_completion(Route route, const httplib::Request& req, c
 
   const int64_t reserve = job->max_tokens * r.n;
   if (cfg.rate.requests_per_min > 0 || cfg.rate.tokens_per_min > 0) {
-    job->principal = auth.check(req.get_header_value("Authorization"), req.get_header_value("x-api-key"), "generate",
-                                unix_now()).principal;
+    job->principal = auth.check(req.get_header_value("Authorization"), req.get_header_value("x-api-key"),
+                                "generate", unix_now())
+                         .principal;
     int retry = 1;
     if (!limiter.admit(job->principal, reserve, now_s(), &retry)) {
       res.set_header("Retry-After", std::to_string(retry));
-      metrics.counter_add("moe_rate_limited_total", "Requests refused by the per-key rate limits.", {{"model", job->model}});
+      metrics.counter_add("moe_rate_limited_total", "Requests refused by the per-key rate limits.",
+                          {{"model", job->model}});
       throw ApiError(429, "rate limit reached; retry after " + std::to_string(retry) + " s");
     }
   }
@@ -196,7 +204,8 @@ void Server::Impl::handle_completion(Route route, const httplib::Request& req, c
     if (!seq) {
       job->cancel();
       res.set_header("Retry-After", "1");
-      metrics.counter_add("moe_queue_full_total", "Requests refused because the queue was full.", {{"model", job->model}});
+      metrics.counter_add("moe_queue_full_total", "Requests refused because the queue was full.",
+                          {{"model", job->model}});
       throw ApiError(429, "the server is busy (queue full); retry shortly");
     }
     job->choices.push_back(std::make_unique<ChoiceStream>(seq, tok, r.stop, split, in_prompt, &moderator));
@@ -212,23 +221,27 @@ void Server::Impl::handle_completion(Route route, const httplib::Request& req, c
   auto finish = [this, job] {
     job->cancel();
     const int64_t used = job->completion_tokens();
-    metrics.counter_add("moe_completion_tokens_total", "Tokens generated and delivered.", {{"model", job->model}},
-                        static_cast<double>(used));
+    metrics.counter_add("moe_completion_tokens_total", "Tokens generated and delivered.",
+                        {{"model", job->model}}, static_cast<double>(used));
     if (job->t_first > 0) {
-      metrics.histogram_observe("moe_time_to_first_token_seconds", "Time from request to first token.", kLatencyBuckets,
-                                {{"model", job->model}}, job->t_first - job->t0);
+      metrics.histogram_observe("moe_time_to_first_token_seconds", "Time from request to first token.",
+                                kLatencyBuckets, {{"model", job->model}}, job->t_first - job->t0);
       if (used > 1)
-        metrics.histogram_observe("moe_time_per_output_token_seconds", "Mean time between output tokens of a request.",
-                                  kLatencyBuckets, {{"model", job->model}},
+        metrics.histogram_observe("moe_time_per_output_token_seconds",
+                                  "Mean time between output tokens of a request.", kLatencyBuckets,
+                                  {{"model", job->model}},
                                   (job->t_last - job->t_first) / static_cast<double>(used - 1));
     }
     for (auto& c : job->choices)
       for (const ModerationEvent& e : c->moderation_events())
         metrics.counter_add("moe_moderation_events_total", "Output moderation matches.",
-                            {{"rule", e.rule}, {"action", e.action == ModAction::kFlag     ? "flag"
-                                                         : e.action == ModAction::kRedact ? "redact"
-                                                                                           : "stop"}});
-    if (!job->principal.empty()) limiter.refund(job->principal, job->max_tokens * static_cast<int64_t>(job->choices.size()) - used, now_s());
+                            {{"rule", e.rule},
+                             {"action", e.action == ModAction::kFlag     ? "flag"
+                                        : e.action == ModAction::kRedact ? "redact"
+                                                                         : "stop"}});
+    if (!job->principal.empty())
+      limiter.refund(job->principal, job->max_tokens * static_cast<int64_t>(job->choices.size()) - used,
+                     now_s());
   };
 
   // Advances every choice a little; on_delta gets what each produced.
@@ -286,8 +299,10 @@ void Server::Impl::handle_completion(Route route, const httplib::Request& req, c
         bool ok = true;
         try {
           advance([&](size_t i, const ChoiceDelta& d) {
-            if (ok && (!d.content.empty() || !d.reasoning.empty() || !d.logprobs.empty())) ok = send(chunk(*job, i, d, ""));
-            if (ok && job->choices[i]->done()) ok = send(chunk(*job, i, ChoiceDelta{}, job->choices[i]->finish_reason()));
+            if (ok && (!d.content.empty() || !d.reasoning.empty() || !d.logprobs.empty()))
+              ok = send(chunk(*job, i, d, ""));
+            if (ok && job->choices[i]->done())
+              ok = send(chunk(*job, i, ChoiceDelta{}, job->choices[i]->finish_reason()));
           });
         } catch (const std::exception& e) {
           send({{"error", {{"message", e.what()}, {"type", "server_error"}}}});
@@ -296,14 +311,15 @@ void Server::Impl::handle_completion(Route route, const httplib::Request& req, c
         if (!ok) return false;  // the client is gone: the releaser cancels what still runs
         if (job->done()) {
           if (job->include_usage) {
-            json u = job->route == Route::kGenerate ? json{{"usage", job->usage()}}
-                                                   : json{{"id", job->id},
-                                                          {"object", job->route == Route::kChat ? "chat.completion.chunk"
-                                                                                               : "text_completion"},
-                                                          {"created", job->created},
-                                                          {"model", job->model},
-                                                          {"choices", json::array()},
-                                                          {"usage", job->usage()}};
+            json u = job->route == Route::kGenerate
+                         ? json{{"usage", job->usage()}}
+                         : json{{"id", job->id},
+                                {"object",
+                                 job->route == Route::kChat ? "chat.completion.chunk" : "text_completion"},
+                                {"created", job->created},
+                                {"model", job->model},
+                                {"choices", json::array()},
+                                {"usage", job->usage()}};
             if (!send(u)) return false;
           }
           const std::string done = "data: [DONE]\n\n";

@@ -7,10 +7,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <random>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -26,14 +26,16 @@ namespace moe::server {
 
 using json = nlohmann::ordered_json;
 
-inline const std::vector<double> kLatencyBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+inline const std::vector<double> kLatencyBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                    1,     2.5,  5,     10,   30,  60};
 
 inline double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 inline int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 inline std::string random_id(const char* prefix) {
@@ -91,10 +93,10 @@ struct Server::Impl {
   void routes();
   httplib::Server::HandlerResponse authorize(const httplib::Request& req, httplib::Response& res);
   void count_request(const std::string& route, int status);
-  void handle_completion(Route route, const httplib::Request& req, const std::string& body, httplib::Response& res);
+  void handle_completion(Route route, const httplib::Request& req, const std::string& body,
+                         httplib::Response& res);
   void handle_tokenize(const std::string& body, httplib::Response& res, bool detokenize);
   std::string render_metrics();
 };
-
 
 }  // namespace moe::server
