@@ -433,7 +433,7 @@ await checks.run('6 streams destroyed mid-stream leak no sequences or KV cache',
   return `freed within ${since} ms of the last disconnect; ${used} of ${N * MAX} tokens generated`;
 });
 
-await checks.run('(informational) non-streaming clients that disconnect', async () => {
+await checks.run('non-streaming clients that disconnect: cancelled (the reply heartbeats once a second)', async () => {
   const before = metric(await metricsText(), 'moe_completion_tokens_total', 'model="loop"') ?? 0;
   const N = 4;
   const MAX = 500;

@@ -261,20 +261,43 @@ void Server::Impl::handle_completion(Route route, const httplib::Request& req, c
   };
 
   if (!r.stream) {
+    auto accumulate = [job](size_t i, const ChoiceDelta& d) {
+      job->content[i] += d.content;
+      job->reasoning[i] += d.reasoning;
+      for (const json& e : d.logprobs) job->logprobs_acc[i].push_back(e);
+    };
+    // Most replies are done within a second and get a plain response. A longer one continues as a
+    // chunked response that sends a space (JSON allows leading whitespace) every second, so a
+    // client that went away is noticed by a failed write and its sequences cancelled.
+    const double t_plain = now_s() + 1.0;
     try {
-      while (!job->done()) {
-        advance([&](size_t i, const ChoiceDelta& d) {
-          job->content[i] += d.content;
-          job->reasoning[i] += d.reasoning;
-          for (const json& e : d.logprobs) job->logprobs_acc[i].push_back(e);
-        });
-      }
+      while (!job->done() && now_s() < t_plain) advance(accumulate);
     } catch (...) {
       finish();
       throw;
     }
-    finish();
-    send_json(res, 200, final_response(*job));
+    if (job->done()) {
+      finish();
+      send_json(res, 200, final_response(*job));
+      return;
+    }
+    res.set_chunked_content_provider(
+        "application/json",
+        [job, advance, accumulate](size_t, httplib::DataSink& sink) {
+          const double t_beat = now_s() + 1.0;
+          std::string out;
+          try {
+            while (!job->done() && now_s() < t_beat) advance(accumulate);
+            if (job->done()) out = dump(final_response(*job));
+          } catch (const std::exception& e) {
+            out = ApiError(500, std::string("generation failed: ") + e.what()).body();
+          }
+          if (out.empty()) return sink.is_writable() && sink.write(" ", 1);
+          if (!sink.write(out.data(), out.size())) return false;
+          sink.done();
+          return true;
+        },
+        [finish](bool) { finish(); });
     return;
   }
 
