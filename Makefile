@@ -10,7 +10,7 @@ MOE      := $(BUILD)/bin/moe
 
 # Tests that parse untrusted bytes (model files, tokenizer input, chat templates, requests) also
 # run under ASan + UBSan.
-SANITIZED_TESTS ?= Gguf*:*Spm*:*Tokenizer*:Npy*:*Cli*:Jinja*:ChatTemplate*:ChatPrompt*:Safetensors*:HfModel*:MoeModel*:MoeRouter*:KQuant*:ServerApi*:ServerAuth*:ServerRateLimit*:ServerMetrics*:ServerReasoning*:ServerStopStrings*:ServerUtf8*:ServerRedact*:ServerModeration*:ServeE2E.Hostile*:ServeE2E.Auth*
+SANITIZED_TESTS ?= Gguf*:*Spm*:*Tokenizer*:Npy*:*Cli*:Jinja*:ChatTemplate*:ChatPrompt*:Safetensors*:HfModel*:MoeModel*:MoeRouter*:KQuant*:ServerApi*:ServerAuth*:ServerRateLimit*:ServerMetrics*:ServerReasoning*:ServerStopStrings*:ServerUtf8*:ServerRedact*:ServerModeration*:ServeE2E.Hostile*:ServeE2E.Auth*:DataPrepare*:TbEvents*:BpeTrain*
 
 .PHONY: all deps peers build run test test-asan bench clean format
 
