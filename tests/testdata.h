@@ -1,7 +1,11 @@
 // Locating the shared test data (../shared/testdata, or $MOE_TESTDATA) and the built `moe` binary.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <string>
+
+#include "core/error.h"
 
 namespace moe::test {
 
@@ -19,5 +23,17 @@ int run_command(const std::string& cmd, std::string* out);
 std::string temp_dir(const std::string& tag);
 
 std::string read_file(const std::string& path);
+
+// The message of the moe::Error that fn throws; fails the test if it throws nothing.
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected moe::Error";
+  return "";
+}
 
 }  // namespace moe::test

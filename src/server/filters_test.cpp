@@ -12,9 +12,12 @@
 #include <random>
 
 #include "core/error.h"
+#include "testdata.h"
 
 namespace moe::server {
 namespace {
+
+using test::error_of;
 
 // Independent UTF-8 validator (RFC 3629: no overlongs, no surrogates, max U+10FFFF).
 bool valid_utf8(std::string_view s) {
@@ -59,15 +62,6 @@ double thread_cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // ---- Redaction -------------------------------------------------------------------------------------------

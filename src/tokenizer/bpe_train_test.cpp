@@ -27,6 +27,8 @@
 namespace moe {
 namespace {
 
+using test::error_of;
+
 using nlohmann::json;
 
 const std::string kBos =
@@ -424,16 +426,6 @@ TEST(BpeTrain, NeverMergesIntoASpecialText) {
 }
 
 // ---- bad input ----------------------------------------------------------------------------
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 TEST(BpeTrain, BadInputNamesTheProblem) {
   EXPECT_NE(error_of([] {

@@ -18,9 +18,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "testdata.h"
 
 namespace moe::train {
 namespace {
+
+using test::error_of;
 
 namespace fs = std::filesystem;
 
@@ -62,18 +65,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-// The message of the moe::Error that fn throws; fails the test if it throws nothing or something else.
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected moe::Error";
-  return "";
 }
 
 // A test-side protobuf encoder, written from the wire-format spec independently of the one under test.
