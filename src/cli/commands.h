@@ -21,6 +21,7 @@ void add_bench_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 void add_tokenizer_train_command(CLI::App& app);
 void add_data_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 
 // Adds --temp, --top-k, --top-p, --min-p and the penalty options bound to s.
 void add_sampling_options(CLI::App* cmd, SamplingParams& s);

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   moe::cli::add_serve_command(app);
   moe::cli::add_tokenizer_train_command(app);
   moe::cli::add_data_command(app);
+  moe::cli::add_train_command(app);
   // CLI11 reports an unknown first word as "a subcommand is required"; name the word instead.
   const auto is_subcommand = [&](const std::string& word) {
     for (const CLI::App* sub : app.get_subcommands({}))
