@@ -119,7 +119,6 @@ ModelConfig parse_model(const Json& j, const std::string& origin) {
   r.integer("n_ff", &c.n_ff, 1, 1 << 20);
   r.number("rms_eps", &c.rms_eps, 1e-12, 1.0);
   r.number("rope_theta", &c.rope.freq_base, 1.0, 1e9);
-  if (!r.has("preset") && !c.is_mla()) c.rope.n_rot = c.head_dim_k;
   r.integer("rope_dim", &c.rope.n_rot, 2, 4096);
   r.integer("context_length", &c.n_ctx_train, 1, int64_t{1} << 24);
   r.integer("n_expert", &c.n_expert, 0, 4096);
@@ -142,10 +141,16 @@ ModelConfig parse_model(const Json& j, const std::string& origin) {
   r.integer("kv_lora_rank", &c.kv_lora_rank, 0, 1 << 16);
   r.integer("qk_nope_dim", &c.qk_nope_dim, 0, 4096);
   r.integer("head_dim_v", &c.head_dim_v, 1, 4096);
-  if (c.is_mla() && !r.has("preset")) {
-    c.arch = "deepseek2";
-    c.n_head_kv = c.n_head;
-    c.head_dim_k = c.qk_nope_dim + c.rope.n_rot;
+  if (!r.has("preset")) {
+    if (c.is_mla()) {
+      if (!r.has("rope_dim") || !r.has("qk_nope_dim") || !r.has("head_dim_v"))
+        r.error("kv_lora_rank", "MLA needs rope_dim, qk_nope_dim and head_dim_v");
+      c.arch = "deepseek2";
+      c.n_head_kv = c.n_head;
+      c.head_dim_k = c.qk_nope_dim + c.rope.n_rot;
+    } else if (!r.has("rope_dim")) {
+      c.rope.n_rot = c.head_dim_k;
+    }
   }
   if (c.n_ctx_train == 0) c.n_ctx_train = 4096;
   return c;

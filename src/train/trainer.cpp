@@ -256,14 +256,21 @@ TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) 
         if (counts[l].empty()) continue;
         double total = 0.0;
         for (int64_t n : counts[l]) total += static_cast<double>(n);
-        std::vector<double> ids, freq;
+        std::vector<double> limits, cnt, freq;
+        double sum_e = 0.0, sum_e2 = 0.0;
         for (size_t e = 0; e < counts[l].size(); ++e) {
-          const double f = total > 0 ? static_cast<double>(counts[l][e]) / total : 0.0;
+          const double n = static_cast<double>(counts[l][e]);
+          const double f = total > 0 ? n / total : 0.0;
           freq.push_back(f);
+          limits.push_back(static_cast<double>(e) + 0.5);
+          cnt.push_back(n);
+          sum_e += n * static_cast<double>(e);
+          sum_e2 += n * static_cast<double>(e) * static_cast<double>(e);
           events.scalar("experts/layer_" + std::to_string(l) + "/expert_" + std::to_string(e), st.step, f);
-          ids.insert(ids.end(), static_cast<size_t>(counts[l][e]), static_cast<double>(e));
         }
-        events.histogram("experts/layer_" + std::to_string(l) + "/routed_expert", st.step, ids);
+        // Bucket e counts the slots routed to expert e.
+        events.histogram_counts("experts/layer_" + std::to_string(l) + "/routed_expert", st.step, limits, cnt, 0.0,
+                                static_cast<double>(counts[l].size() - 1), sum_e, sum_e2);
         rec["expert_freq"][std::to_string(l)] = freq;
       }
     }
