@@ -20,10 +20,17 @@ struct TrainArgs {
   int64_t steps = 0;
   int threads = 0;
   bool quiet = false;
+  int64_t bench = 0;
 };
 
 void run_train(const TrainArgs& a) {
   train::TrainConfig cfg = train::load_train_config(a.config);
+  if (a.bench > 0) {
+    const train::TrainBench b = train::bench_training(cfg, a.bench, a.threads);
+    std::printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"activation_mib\": %.2f}\n", b.tokens_per_s, b.step_ms,
+                static_cast<double>(b.activation_bytes) / (1 << 20));
+    return;
+  }
   if (!a.out.empty()) cfg.out_dir = a.out;
   if (a.steps > 0) cfg.steps = a.steps;
   train::TrainRunOptions ro;
@@ -56,6 +63,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--steps", a->steps, "override the number of steps of the config");
   cmd->add_option("-t,--threads", a->threads, "threads (default: all)");
   cmd->add_flag("-q,--quiet", a->quiet, "no progress line");
+  cmd->add_option("--bench", a->bench,
+                  "measure speed instead: this many optimizer steps on random tokens, one JSON line (no data read)");
   cmd->callback([a] { run_train(*a); });
 
   auto* ex = app.add_subcommand("export", "Write a training checkpoint as a GGUF model (moe.cpp and llama.cpp load it)");

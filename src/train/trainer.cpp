@@ -309,6 +309,46 @@ TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) 
   return sum;
 }
 
+TrainBench bench_training(const TrainConfig& cfg, int64_t steps, int threads) {
+  MOE_CHECK(cfg.model.n_vocab > 0, "bench: the config must give model.n_vocab");
+  ThreadPool pool(threads);
+  set_blas_threads(pool.size());
+  TrainModel m(cfg.model);
+  m.init_random(cfg.seed, cfg.init_std);
+  const int64_t n = static_cast<int64_t>(m.values().size());
+  AdamW opt(n, cfg.adamw);
+  const std::vector<uint8_t> decay = m.decay_mask();
+  TrainOptions topt;
+  topt.aux_alpha = cfg.balance == Balance::kAux ? cfg.aux_alpha : 0.0f;
+  topt.checkpoint_activations = cfg.activation_checkpointing;
+  topt.precision = cfg.precision;
+  const int64_t accum = cfg.batch / cfg.micro_batch;
+  std::vector<int32_t> tokens(static_cast<size_t>(cfg.micro_batch * (cfg.seq_len + 1)));
+  uint64_t x = cfg.seed * 0x9E3779B97F4A7C15ull + 1;
+  TrainBench b;
+  Clock::time_point t0;
+  for (int64_t s = 0; s <= steps; ++s) {
+    if (s == 1) t0 = Clock::now();  // step 0 warms caches and allocators
+    m.zero_grads();
+    for (int64_t a = 0; a < accum; ++a) {
+      for (int32_t& t : tokens) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        t = static_cast<int32_t>(x % static_cast<uint64_t>(cfg.model.n_vocab));
+      }
+      const StepResult r = m.forward_backward(tokens.data(), cfg.micro_batch, cfg.seq_len, topt,
+                                              1.0f / static_cast<float>(accum), 1.0f, pool);
+      b.activation_bytes = std::max(b.activation_bytes, r.activation_bytes);
+    }
+    const double norm = global_norm(m.grads().data(), n, &pool);
+    clip_by_global_norm(m.grads().data(), n, norm, cfg.grad_clip);
+    opt.step(m.values().data(), m.grads().data(), decay.data(), cfg.lr, &pool);
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  b.step_ms = 1000.0 * secs / static_cast<double>(steps);
+  b.tokens_per_s = static_cast<double>(steps * cfg.batch * cfg.seq_len) / secs;
+  return b;
+}
+
 void export_checkpoint(const std::string& ckpt_path, const std::string& out_gguf, const std::string& type) {
   Checkpoint ck = load_checkpoint(ckpt_path);
   MOE_CHECK(ck.texts.count("state") && ck.arrays.count("params"), ckpt_path, ": not a moe train checkpoint");

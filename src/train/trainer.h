@@ -32,6 +32,15 @@ struct TrainSummary {
 // Runs (or resumes) the run cfg describes. Throws moe::Error on bad data, config or I/O.
 TrainSummary run_training(const TrainConfig& cfg, const TrainRunOptions& opt);
 
+// Training speed without data or disk: `steps` optimizer steps on random tokens (after one warm-up
+// step), timed. Returns tokens/s and the peak activation bytes of a micro-batch.
+struct TrainBench {
+  double tokens_per_s = 0.0;
+  double step_ms = 0.0;
+  int64_t activation_bytes = 0;
+};
+TrainBench bench_training(const TrainConfig& cfg, int64_t steps, int threads);
+
 // Writes the model of a checkpoint as GGUF (type: f32, f16, bf16 or q8_0 matrices) with the run's
 // tokenizer; both moe.cpp and llama.cpp load it.
 void export_checkpoint(const std::string& ckpt_path, const std::string& out_gguf, const std::string& type);
