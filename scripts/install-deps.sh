@@ -13,6 +13,8 @@ packages=(
   libcpp-httplib-dev               # HTTP(S) server of `moe serve`
   libssl-dev                       # JWT signatures (HS256/RS256/ES256), TLS
   libre2-dev                       # linear-time redaction/moderation regexes on untrusted text
+  libopenblas-dev                  # SGEMM of the training ops
+  python3-torch                    # gradient oracle for tests and bench
   prometheus                       # promtool: tests check /metrics with it
   chromium                         # headless browser: the chat page test
 )

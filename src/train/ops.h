@@ -105,7 +105,8 @@ struct RouterShape {
 void router_forward(const RouterShape& s, const float* logits, const float* bias, int32_t* idx, float* weight,
                     float* scores);
 // dlogits [n, E] += gradient of the weights' loss through the selected scores (selection itself has
-// no gradient; unselected experts get none from this path).
+// no gradient). With sigmoid only the selected logits receive gradient; with softmax every logit of
+// the token does, through the softmax Jacobian of the selected scores.
 void router_backward(const RouterShape& s, const float* scores, const int32_t* idx, const float* dweight,
                      float* dlogits);
 
