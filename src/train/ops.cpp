@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <numeric>
 
 #include "core/error.h"
@@ -34,33 +35,88 @@ int blas_int(int64_t v, const char* what) {
   return static_cast<int>(v);
 }
 
+// The pool the linear ops split their products over (each chunk a single-threaded BLAS call on
+// whole output rows or columns, so no sum over the inner dimension is ever split: results do not
+// depend on the thread count). OpenBLAS's own threads would busy-wait between calls and starve
+// the trainer's pool on a small machine.
+std::unique_ptr<ThreadPool>& linear_pool() {
+  static std::unique_ptr<ThreadPool> pool;
+  return pool;
+}
+
+// Splits [0, n) into chunks of at least `grain` and runs fn(begin, end) on the linear pool.
+template <class Fn>
+void split(int64_t n, int64_t grain, const Fn& fn) {
+  ThreadPool* pool = linear_pool().get();
+  if (pool == nullptr || n < 2 * grain) {
+    fn(int64_t{0}, n);
+    return;
+  }
+  const int64_t chunks = std::min<int64_t>(pool->size(), n / grain);
+  pool->run(chunks, [&](int, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) fn(c * n / chunks, (c + 1) * n / chunks);
+  });
+}
+
+void sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasRowMajor, ta, tb, blas_int(m, "m"), blas_int(n, "n"), blas_int(k, "k"), 1.0f, a,
+              blas_int(lda, "lda"), b, blas_int(ldb, "ldb"), beta, c, blas_int(ldc, "ldc"));
+}
+
 }  // namespace
 
 void set_blas_threads(int n) {
   MOE_CHECK(n >= 1, "set_blas_threads: thread count ", n, " must be at least 1");
-  openblas_set_num_threads(n);
+  openblas_set_num_threads(1);
+  if (n == 1)
+    linear_pool().reset();
+  else if (!linear_pool() || linear_pool()->size() != n)
+    linear_pool() = std::make_unique<ThreadPool>(n);
 }
 
 // ---- linear ----------------------------------------------------------------------------------
 
+// Rows of y split when there are many (each chunk reads all of W once), else columns.
 void linear_forward(const float* x, const float* w, float* y, int64_t n, int64_t in, int64_t out) {
-  const int N = blas_int(n, "n"), I = blas_int(in, "in"), O = blas_int(out, "out");
-  if (N == 0 || O == 0) return;
-  if (I == 0) {  // BLAS rejects a zero leading dimension; the empty sum is 0
+  blas_int(n, "n"), blas_int(in, "in"), blas_int(out, "out");
+  if (n == 0 || out == 0) return;
+  if (in == 0) {  // BLAS rejects a zero leading dimension; the empty sum is 0
     std::fill_n(y, n * out, 0.0f);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, x, I, w, I, 0.0f, y, O);
+  if (n >= 256) {
+    split(n, 32, [&](int64_t r0, int64_t r1) {
+      sgemm(CblasNoTrans, CblasTrans, r1 - r0, out, in, x + r0 * in, in, w, in, 0.0f, y + r0 * out, out);
+    });
+  } else {
+    split(out, 16, [&](int64_t o0, int64_t o1) {
+      sgemm(CblasNoTrans, CblasTrans, n, o1 - o0, in, x, in, w + o0 * in, in, 0.0f, y + o0, out);
+    });
+  }
 }
 
 void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, int64_t n,
                      int64_t in, int64_t out) {
-  const int N = blas_int(n, "n"), I = blas_int(in, "in"), O = blas_int(out, "out");
-  if (N == 0 || I == 0 || O == 0) return;  // every gradient is an empty sum: nothing to add
-  if (dx != nullptr)                       // dx [n, in] += dy [n, out] . W [out, in]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dy, O, w, I, 1.0f, dx, I);
-  if (dw != nullptr)  // dw [out, in] += dy^T [out, n] . x [n, in]
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dy, O, x, I, 1.0f, dw, I);
+  blas_int(n, "n"), blas_int(in, "in"), blas_int(out, "out");
+  if (n == 0 || in == 0 || out == 0) return;  // every gradient is an empty sum: nothing to add
+  if (dx != nullptr) {  // dx [n, in] += dy [n, out] . W [out, in]
+    if (n >= 256) {
+      split(n, 32, [&](int64_t r0, int64_t r1) {
+        sgemm(CblasNoTrans, CblasNoTrans, r1 - r0, in, out, dy + r0 * out, out, w, in, 1.0f, dx + r0 * in, in);
+      });
+    } else {
+      split(in, 16, [&](int64_t i0, int64_t i1) {
+        sgemm(CblasNoTrans, CblasNoTrans, n, i1 - i0, out, dy, out, w + i0, in, 1.0f, dx + i0, in);
+      });
+    }
+  }
+  if (dw != nullptr) {  // dw [out, in] += dy^T [out, n] . x [n, in], split over output rows
+    split(out, 16, [&](int64_t o0, int64_t o1) {
+      sgemm(CblasTrans, CblasNoTrans, o1 - o0, in, n, dy + o0, out, x, in, 1.0f, dw + o0 * in, in);
+    });
+  }
 }
 
 // ---- embedding -------------------------------------------------------------------------------
@@ -184,6 +240,8 @@ float dot(const float* a, const float* b, int64_t n) {
 }  // namespace
 
 // One task per (b, query head): the rows of probs and out it writes belong to it alone.
+// Per (b, head) task: S = scale Q K^T as one GEMM over the whole T x T block, causal softmax over
+// each row's first t + 1 entries (the rest set to 0), O = P V as another GEMM.
 void attention_forward(const AttnShape& s, const float* q, const float* k, const float* v, float* out,
                        float* probs, ThreadPool* pool) {
   check_attn(s);
@@ -192,28 +250,22 @@ void attention_forward(const AttnShape& s, const float* q, const float* k, const
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / s.n_head, h = bh % s.n_head, g = h / rep;
       float* P = probs + bh * T * T;
+      const float* qh = q + b * T * s.q_stride + h * s.dk;
+      const float* kg = k + b * T * s.k_stride + g * s.dk;
+      const float* vg = v + b * T * s.v_stride + g * s.dv;
+      sgemm(CblasNoTrans, CblasTrans, T, T, s.dk, qh, s.q_stride, kg, s.k_stride, 0.0f, P, T);
       for (int64_t t = 0; t < T; ++t) {
-        const int64_t r = b * T + t;
-        const float* qr = q + r * s.q_stride + h * s.dk;
         float* p = P + t * T;
         float max = -std::numeric_limits<float>::infinity();
-        for (int64_t u = 0; u <= t; ++u) {
-          p[u] = s.scale * dot(qr, k + (b * T + u) * s.k_stride + g * s.dk, s.dk);
-          max = std::max(max, p[u]);
-        }
+        for (int64_t u = 0; u <= t; ++u) max = std::max(max, p[u] *= s.scale);
         float sum = 0.0f;
         for (int64_t u = 0; u <= t; ++u) sum += p[u] = std::exp(p[u] - max);
         const float inv = 1.0f / sum;
         for (int64_t u = 0; u <= t; ++u) p[u] *= inv;
         std::fill(p + t + 1, p + T, 0.0f);
-        float* o = out + r * s.out_stride + h * s.dv;
-        std::fill_n(o, s.dv, 0.0f);
-        for (int64_t u = 0; u <= t; ++u) {
-          const float* vr = v + (b * T + u) * s.v_stride + g * s.dv;
-          const float pu = p[u];
-          for (int64_t j = 0; j < s.dv; ++j) o[j] += pu * vr[j];
-        }
       }
+      sgemm(CblasNoTrans, CblasNoTrans, T, s.dv, T, P, T, vg, s.v_stride, 0.0f, out + b * T * s.out_stride + h * s.dv,
+            s.out_stride);
     }
   });
 }
@@ -226,38 +278,34 @@ void attention_backward(const AttnShape& s, const float* dout, const float* q, c
   check_attn(s);
   const int64_t T = s.T, rep = s.n_head / s.n_head_kv;
   parallel_for(pool, s.B * s.n_head_kv, [&](int64_t begin, int64_t end) {
-    std::vector<float> ds(static_cast<size_t>(T));
+    std::vector<float> dS(static_cast<size_t>(T * T));  // [T, T]
     for (int64_t bg = begin; bg < end; ++bg) {
       const int64_t b = bg / s.n_head_kv, g = bg % s.n_head_kv;
+      const float* kg = k + b * T * s.k_stride + g * s.dk;
+      const float* vg = v + b * T * s.v_stride + g * s.dv;
       for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
         const float* P = probs + (b * s.n_head + h) * T * T;
+        const float* doh = dout + b * T * s.out_stride + h * s.dv;
+        const float* qh = q + b * T * s.q_stride + h * s.dk;
+        if (dv != nullptr)
+          sgemm(CblasTrans, CblasNoTrans, T, s.dv, T, P, T, doh, s.out_stride, 1.0f, dv + b * T * s.v_stride + g * s.dv,
+                s.v_stride);
+        if (dq == nullptr && dk == nullptr) continue;
+        sgemm(CblasNoTrans, CblasTrans, T, T, s.dv, doh, s.out_stride, vg, s.v_stride, 0.0f, dS.data(), T);
         for (int64_t t = 0; t < T; ++t) {
-          const int64_t r = b * T + t;
           const float* p = P + t * T;
-          const float* dor = dout + r * s.out_stride + h * s.dv;
+          float* d = dS.data() + t * T;
           float pdp = 0.0f;  // sum over u of p * dp
-          for (int64_t u = 0; u <= t; ++u) {
-            const float* vr = v + (b * T + u) * s.v_stride + g * s.dv;
-            ds[u] = dot(dor, vr, s.dv);
-            pdp += p[u] * ds[u];
-            if (dv != nullptr) {
-              float* dvr = dv + (b * T + u) * s.v_stride + g * s.dv;
-              for (int64_t j = 0; j < s.dv; ++j) dvr[j] += p[u] * dor[j];
-            }
-          }
-          for (int64_t u = 0; u <= t; ++u) ds[u] = s.scale * p[u] * (ds[u] - pdp);
-          const float* qr = q + r * s.q_stride + h * s.dk;
-          float* dqr = dq ? dq + r * s.q_stride + h * s.dk : nullptr;
-          for (int64_t u = 0; u <= t; ++u) {
-            const float* kr = k + (b * T + u) * s.k_stride + g * s.dk;
-            if (dqr != nullptr)
-              for (int64_t j = 0; j < s.dk; ++j) dqr[j] += ds[u] * kr[j];
-            if (dk != nullptr) {
-              float* dkr = dk + (b * T + u) * s.k_stride + g * s.dk;
-              for (int64_t j = 0; j < s.dk; ++j) dkr[j] += ds[u] * qr[j];
-            }
-          }
+          for (int64_t u = 0; u <= t; ++u) pdp += p[u] * d[u];
+          for (int64_t u = 0; u <= t; ++u) d[u] = s.scale * p[u] * (d[u] - pdp);
+          std::fill(d + t + 1, d + T, 0.0f);
         }
+        if (dq != nullptr)
+          sgemm(CblasNoTrans, CblasNoTrans, T, s.dk, T, dS.data(), T, kg, s.k_stride, 1.0f, dq + b * T * s.q_stride + h * s.dk,
+                s.q_stride);
+        if (dk != nullptr)
+          sgemm(CblasTrans, CblasNoTrans, T, s.dk, T, dS.data(), T, qh, s.q_stride, 1.0f, dk + b * T * s.k_stride + g * s.dk,
+                s.k_stride);
       }
     }
   });
