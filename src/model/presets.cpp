@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <vector>
 
 #include "core/error.h"
@@ -273,15 +274,52 @@ std::string describe_config(const ModelConfig& c) {
 
 namespace {
 
-class RandomTensors {
+// The values of write_random_model: uniform in +-a around a center, drawn in tensor order from one
+// generator, so the same seed always gives the same file.
+class RandomValues {
  public:
-  RandomTensors(GgufWriter& w, const RandomModelOptions& opt) : w_(w), opt_(opt), rng_(opt.seed) {}
+  explicit RandomValues(uint64_t seed) : rng_(seed) {}
 
-  // Weight matrix with n_in inputs, values uniform in +-1/sqrt(n_in) (keeps activations O(1)).
+  // Norm weights ("...norm.weight") center on 1 with n_in 16; biases get n_in 100; matrices
+  // +-1/sqrt(ne[0]) (keeps activations O(1)), and the output head a gain of 4 so that greedy decoding of
+  // a random model has clear winners rather than near-ties.
+  std::vector<float> operator()(const std::string& name, const std::vector<int64_t>& ne) {
+    int64_t n = 1;
+    for (int64_t d : ne) n *= d;
+    const auto ends_with = [&](const std::string& s) {
+      return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+    };
+    if (ends_with("norm.weight")) return values(n, 16, 1.0f);
+    if (ends_with(".bias")) return values(n, 100);
+    std::vector<float> v = values(n, ne[0]);
+    if (name == "output.weight")
+      for (float& x : v) x *= 4.0f;
+    return v;
+  }
+
+ private:
   std::vector<float> values(int64_t n, int64_t n_in, float center = 0.0f) {
     std::vector<float> v(static_cast<size_t>(n));
     const float a = 1.0f / std::sqrt(static_cast<float>(n_in));
     for (float& x : v) x = center + a * static_cast<float>(2.0 * rng_.uniform() - 1.0);
+    return v;
+  }
+  Rng rng_;
+};
+
+// Adds tensors to the writer: matrices in opt.type, everything else (norms, biases) in f32.
+class TensorAdder {
+ public:
+  TensorAdder(GgufWriter& w, const RandomModelOptions& opt, const TensorValues& values)
+      : w_(w), opt_(opt), values_(values) {}
+
+  // The caller's values for name, checked against the shape.
+  std::vector<float> get(const std::string& name, const std::vector<int64_t>& ne) {
+    int64_t n = 1;
+    for (int64_t d : ne) n *= d;
+    std::vector<float> v = values_(name, ne);
+    MOE_CHECK(static_cast<int64_t>(v.size()) == n, "write model: tensor ", name, " needs ", n,
+              " values, the source gave ", v.size());
     return v;
   }
   void add(const std::string& name, const std::vector<int64_t>& ne, const std::vector<float>& v,
@@ -293,22 +331,14 @@ class RandomTensors {
       kernels::quantize_row(t, v.data() + r * ne[0], bytes.data() + r * row, ne[0]);
     w_.add_tensor(name, t, ne, bytes.data(), bytes.size());
   }
-  // gain > 1 widens the spread of the values (used for the output head, so greedy decoding
-  // of a random model has clear winners rather than near-ties).
-  void matrix(const std::string& name, const std::vector<int64_t>& ne, float gain = 1.0f) {
-    int64_t n = 1;
-    for (int64_t d : ne) n *= d;
-    std::vector<float> v = values(n, ne[0]);
-    for (float& x : v) x *= gain;
-    add(name, ne, v, true);
-  }
-  void norm(const std::string& name, int64_t n) { add(name, {n}, values(n, 16, 1.0f), false); }
-  void bias(const std::string& name, int64_t n) { add(name, {n}, values(n, 100), false); }
+  void matrix(const std::string& name, const std::vector<int64_t>& ne) { add(name, ne, get(name, ne), true); }
+  void norm(const std::string& name, int64_t n) { add(name, {n}, get(name, {n}), false); }
+  void bias(const std::string& name, int64_t n) { add(name, {n}, get(name, {n}), false); }
 
  private:
   GgufWriter& w_;
   const RandomModelOptions& opt_;
-  Rng rng_;
+  const TensorValues& values_;
 };
 
 // Pieces "<unk>", "<s>", "</s>", "<0x00>".."<0xFF>", then "▁" followed by the base-26 spelling of
@@ -348,7 +378,8 @@ void write_synthetic_vocab(GgufWriter& w, int64_t n_vocab) {
 
 }  // namespace
 
-void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, const std::string& path) {
+void write_model(const ModelConfig& c, const RandomModelOptions& opt, const TensorValues& values,
+                 const std::string& path) {
   validate_config(c, "random model");
   GgufWriter w;
   const std::string a = c.arch, p = a + ".";
@@ -427,14 +458,15 @@ void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, con
 
   if (!opt.tokenizer_source && opt.synthetic_vocab) write_synthetic_vocab(w, c.n_vocab);
   if (!opt.chat_template.empty()) w.set("tokenizer.chat_template", GgufValue::str(opt.chat_template));
+  for (const auto& [key, value] : opt.extra_kv) w.set(key, value);
 
-  RandomTensors r(w, opt);
+  TensorAdder r(w, opt, values);
   const int64_t E = c.n_embd;
   if (!c.rope.freq_factors.empty())
     r.add("rope_freqs.weight", {c.rope.n_rot / 2}, c.rope.freq_factors, false);
   r.matrix("token_embd.weight", {E, c.n_vocab});
   r.norm("output_norm.weight", E);
-  if (!opt.tied_output) r.matrix("output.weight", {E, c.n_vocab}, 4.0f);
+  if (!opt.tied_output) r.matrix("output.weight", {E, c.n_vocab});
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const std::string b = "blk." + std::to_string(il) + ".";
     r.norm(b + "attn_norm.weight", E);
@@ -450,7 +482,7 @@ void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, con
       r.matrix(b + "attn_kv_a_mqa.weight", {E, rank + c.rope.n_rot});
       r.norm(b + "attn_kv_a_norm.weight", rank);
       // kv_b: per head nope rows of W_k then dv rows of W_v, each of rank inputs.
-      const std::vector<float> kv_b = r.values(H * (nope + dv) * rank, rank);
+      const std::vector<float> kv_b = r.get(b + "attn_kv_b.weight", {rank, H * (nope + dv)});
       if (opt.mla_split) {
         std::vector<float> k_b(static_cast<size_t>(H * rank * nope)), v_b(static_cast<size_t>(H * dv * rank));
         for (int64_t hd = 0; hd < H; ++hd) {
@@ -498,6 +530,11 @@ void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, con
     }
   }
   w.write(path);
+}
+
+void write_random_model(const ModelConfig& c, const RandomModelOptions& opt, const std::string& path) {
+  RandomValues random(opt.seed);
+  write_model(c, opt, std::ref(random), path);
 }
 
 }  // namespace moe

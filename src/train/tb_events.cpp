@@ -299,14 +299,36 @@ std::string histo_value(const std::string& tag, std::span<const double> limits,
   return value.str();
 }
 
+#if defined(__x86_64__)
+// SSE4.2's crc32 instruction computes exactly this CRC (same polynomial, reflected, no final xor):
+// 8 bytes per instruction instead of one table lookup per byte, which matters for multi-GB checkpoints.
+__attribute__((target("sse4.2"))) uint32_t crc32c_sse42(uint32_t c, const unsigned char* p, size_t size) {
+  uint64_t c64 = c;
+  for (; size >= 8; size -= 8, p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c64 = __builtin_ia32_crc32di(c64, word);
+  }
+  c = static_cast<uint32_t>(c64);
+  for (; size > 0; --size, ++p) c = __builtin_ia32_crc32qi(c, *p);
+  return c;
+}
+#endif
+
 }  // namespace
 
-uint32_t crc32c(const void* data, size_t size) {
+uint32_t crc32c_extend(uint32_t crc, const void* data, size_t size) {
   const auto* p = static_cast<const unsigned char*>(data);
-  uint32_t c = 0xFFFFFFFFu;
+  uint32_t c = crc ^ 0xFFFFFFFFu;
+#if defined(__x86_64__)
+  static const bool has_sse42 = __builtin_cpu_supports("sse4.2");
+  if (has_sse42) return crc32c_sse42(c, p, size) ^ 0xFFFFFFFFu;
+#endif
   for (size_t i = 0; i < size; ++i) c = kCrcTable[(c ^ p[i]) & 0xFF] ^ (c >> 8);
   return c ^ 0xFFFFFFFFu;
 }
+
+uint32_t crc32c(const void* data, size_t size) { return crc32c_extend(0, data, size); }
 
 uint32_t masked_crc32c(const void* data, size_t size) {
   const uint32_t c = crc32c(data, size);

@@ -26,6 +26,9 @@ namespace moe::train {
 
 // CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as in RFC 3720 B.4.
 uint32_t crc32c(const void* data, size_t size);
+// Continues a CRC-32C over more bytes: crc32c_extend(crc32c(a), b) == crc32c(a + b), and
+// crc32c_extend(0, a) == crc32c(a). For data streamed in pieces (checkpoints).
+uint32_t crc32c_extend(uint32_t crc, const void* data, size_t size);
 // The TFRecord checksum: ((crc >> 15) | (crc << 17)) + 0xa282ead8.
 uint32_t masked_crc32c(const void* data, size_t size);
 
