@@ -292,8 +292,9 @@ void add_special_vocab(Meta& m, const std::string& dir, const json& tj, json tc,
       }
     }
   }
+  // config.json is only a fallback for the ids (a bare tokenizer directory has none).
   const std::string cfg_path = (fs::path(dir) / "config.json").string();
-  const json cfg = read_json(cfg_path);
+  const json cfg = fs::exists(cfg_path) ? read_json(cfg_path) : json::object();
   for (const std::string& t : types) {
     json v = cfg.is_object() ? cfg.value(t + "_token_id", json()) : json();
     if (v.is_null() && cfg.is_object() && cfg.contains("text_config") && cfg["text_config"].is_object())

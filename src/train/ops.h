@@ -114,7 +114,8 @@ void router_backward(const RouterShape& s, const float* scores, const int32_t* i
 //   aux = alpha * E * sum_i f_i * P_i
 //   f_i = (slots routed to expert i) / (n * k)                   (no gradient)
 //   P_i = mean over tokens of p_i, p = softmax scores, or for sigmoid the scores normalised per token
-//         to sum 1 (DeepSeek-V3's sequence-wise form)
+//         to sum 1 (as DeepSeek-V3's balance loss does; here over all n tokens of the
+//         micro-batch, i.e. batch-wise, not per sequence)
 // Returns aux and adds dscale * d aux / d logits into dlogits [n, E].
 double aux_loss(const RouterShape& s, const float* scores, const int32_t* idx, float alpha, float dscale,
                 float* dlogits);

@@ -109,8 +109,11 @@ double global_norm(const float* grads, int64_t n, ThreadPool* pool) {
 
 float clip_by_global_norm(float* grads, int64_t n, double norm, float max_norm) {
   // NaN norms compare false and leave the gradients alone: the caller skips such steps anyway.
-  if (max_norm <= 0.0f || !(norm > max_norm)) return 1.0f;
-  const float factor = static_cast<float>(max_norm / norm);
+  // torch.nn.utils.clip_grad_norm_: coefficient max / (norm + 1e-6), applied when below 1.
+  if (max_norm <= 0.0f || !(norm > 0.0)) return 1.0f;
+  const double coef = static_cast<double>(max_norm) / (norm + 1e-6);
+  if (!(coef < 1.0)) return 1.0f;
+  const float factor = static_cast<float>(coef);
   for (int64_t i = 0; i < n; ++i) grads[i] *= factor;
   return factor;
 }

@@ -48,7 +48,8 @@ float lr_at(int64_t step, float lr_max, float lr_min, int64_t warmup, int64_t to
 // sqrt(sum g^2) over grads [n], summed in double in a thread-count-independent order; returns +inf or
 // NaN when any gradient is not finite.
 double global_norm(const float* grads, int64_t n, ThreadPool* pool);
-// Scales grads by max_norm / norm when norm > max_norm (max_norm <= 0: no clipping). Returns the factor.
+// PyTorch's clip_grad_norm_: scales grads by max_norm / (norm + 1e-6) when that is below 1 (max_norm <= 0:
+// no clipping). Returns the factor.
 float clip_by_global_norm(float* grads, int64_t n, double norm, float max_norm);
 
 // Dynamic loss scaling for fp16 (PyTorch's GradScaler): the loss is multiplied by scale() before the

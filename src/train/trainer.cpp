@@ -19,6 +19,7 @@
 #include "model/presets.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/ops.h"
 #include "train/optim.h"
 #include "train/tb_events.h"
 #include "train/train_model.h"
