@@ -44,17 +44,20 @@ std::unique_ptr<ThreadPool>& linear_pool() {
   return pool;
 }
 
-// Splits [0, n) into chunks of at least `grain` and runs fn(begin, end) on the linear pool.
+// Runs fn(begin, end) over [0, n) in chunks of `chunk` (the last may be shorter) on the linear pool.
+// The chunks, and so the shape of every BLAS call, depend only on n and chunk, never on the thread
+// count: OpenBLAS picks kernels (and their summation order) by shape, so a thread-dependent split
+// would change results with the thread count.
 template <class Fn>
-void split(int64_t n, int64_t grain, const Fn& fn) {
+void split(int64_t n, int64_t chunk, const Fn& fn) {
+  const int64_t chunks = (n + chunk - 1) / chunk;
   ThreadPool* pool = linear_pool().get();
-  if (pool == nullptr || n < 2 * grain) {
-    fn(int64_t{0}, n);
+  if (pool == nullptr || chunks < 2) {
+    for (int64_t c = 0; c < chunks; ++c) fn(c * chunk, std::min(n, (c + 1) * chunk));
     return;
   }
-  const int64_t chunks = std::min<int64_t>(pool->size(), n / grain);
   pool->run(chunks, [&](int, int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) fn(c * n / chunks, (c + 1) * n / chunks);
+    for (int64_t c = c0; c < c1; ++c) fn(c * chunk, std::min(n, (c + 1) * chunk));
   });
 }
 
@@ -87,11 +90,11 @@ void linear_forward(const float* x, const float* w, float* y, int64_t n, int64_t
     return;
   }
   if (n >= 256) {
-    split(n, 32, [&](int64_t r0, int64_t r1) {
+    split(n, 128, [&](int64_t r0, int64_t r1) {
       sgemm(CblasNoTrans, CblasTrans, r1 - r0, out, in, x + r0 * in, in, w, in, 0.0f, y + r0 * out, out);
     });
   } else {
-    split(out, 16, [&](int64_t o0, int64_t o1) {
+    split(out, 64, [&](int64_t o0, int64_t o1) {
       sgemm(CblasNoTrans, CblasTrans, n, o1 - o0, in, x, in, w + o0 * in, in, 0.0f, y + o0, out);
     });
   }
@@ -103,17 +106,17 @@ void linear_backward(const float* dy, const float* x, const float* w, float* dx,
   if (n == 0 || in == 0 || out == 0) return;  // every gradient is an empty sum: nothing to add
   if (dx != nullptr) {  // dx [n, in] += dy [n, out] . W [out, in]
     if (n >= 256) {
-      split(n, 32, [&](int64_t r0, int64_t r1) {
+      split(n, 128, [&](int64_t r0, int64_t r1) {
         sgemm(CblasNoTrans, CblasNoTrans, r1 - r0, in, out, dy + r0 * out, out, w, in, 1.0f, dx + r0 * in, in);
       });
     } else {
-      split(in, 16, [&](int64_t i0, int64_t i1) {
+      split(in, 64, [&](int64_t i0, int64_t i1) {
         sgemm(CblasNoTrans, CblasNoTrans, n, i1 - i0, out, dy, out, w + i0, in, 1.0f, dx + i0, in);
       });
     }
   }
   if (dw != nullptr) {  // dw [out, in] += dy^T [out, n] . x [n, in], split over output rows
-    split(out, 16, [&](int64_t o0, int64_t o1) {
+    split(out, 64, [&](int64_t o0, int64_t o1) {
       sgemm(CblasTrans, CblasNoTrans, o1 - o0, in, n, dy + o0, out, x, in, 1.0f, dw + o0 * in, in);
     });
   }

@@ -97,6 +97,37 @@ TEST(TrainOps, LinearForwardMatchesNaiveAndBackwardMatchesFiniteDifferences) {
   linear_backward(dy.data(), x.data(), w.data(), nullptr, nullptr, n, in, out);
 }
 
+// The linear products split into fixed chunks over the linear pool: every thread count gives the
+// same bits, for the row split (n >= 256) and the column split, and the product is still right.
+TEST(TrainOps, LinearIsIndependentOfThreadCountAndSplitsCorrectly) {
+  for (const int64_t n : {int64_t{40}, int64_t{300}}) {
+    const int64_t in = 150, out = 200;
+    auto x = randn(n * in, 4), w = randn(out * in, 5), dy = randn(n * out, 6);
+    std::vector<std::vector<float>> ys, dxs, dws;
+    for (int threads : {1, 2, 3}) {
+      set_blas_threads(threads);
+      std::vector<float> y(n * out), dx(n * in, 0.0f), dw(out * in, 0.0f);
+      linear_forward(x.data(), w.data(), y.data(), n, in, out);
+      linear_backward(dy.data(), x.data(), w.data(), dx.data(), dw.data(), n, in, out);
+      ys.push_back(y), dxs.push_back(dx), dws.push_back(dw);
+    }
+    set_blas_threads(1);
+    for (size_t i = 1; i < ys.size(); ++i) {
+      EXPECT_TRUE(ys[i] == ys[0]) << "n " << n;
+      EXPECT_TRUE(dxs[i] == dxs[0]) << "n " << n;
+      EXPECT_TRUE(dws[i] == dws[0]) << "n " << n;
+    }
+    for (int64_t r : {int64_t{0}, n - 1})
+      for (int64_t o : {int64_t{0}, out - 1}) {
+        double sy = 0.0, sw = 0.0;
+        for (int64_t j = 0; j < in; ++j) sy += static_cast<double>(x[r * in + j]) * w[o * in + j];
+        for (int64_t t = 0; t < n; ++t) sw += static_cast<double>(dy[t * out + o]) * x[t * in + r % in];
+        EXPECT_NEAR(ys[0][r * out + o], sy, 1e-3);
+        EXPECT_NEAR(dws[0][o * in + r % in], sw, 1e-3);
+      }
+  }
+}
+
 // ---- embedding -------------------------------------------------------------------------------
 
 TEST(TrainOps, EmbeddingGathersAndBackwardAddsRepeatedTokens) {

@@ -119,6 +119,7 @@ TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) 
   fs::create_directories(cfg.out_dir);
   const std::string ckpt_dir = (fs::path(cfg.out_dir) / "checkpoints").string();
   const std::string log_path = (fs::path(cfg.out_dir) / "train_log.jsonl").string();
+  fs::create_directories(ckpt_dir);
 
   TokenShards train_data(cfg.data, "train"), val_data(cfg.data, "val");
   if (cfg.model.n_vocab == 0) cfg.model.n_vocab = train_data.vocab_size();
