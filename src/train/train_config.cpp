@@ -133,6 +133,8 @@ ModelConfig parse_model(const Json& j, const std::string& origin) {
     if (gating != "softmax" && gating != "sigmoid") r.error("gating", "must be softmax or sigmoid");
     c.gating_sigmoid = gating == "sigmoid";
   }
+  // A llama MoE renormalises its top-k weights unless told otherwise (Mixtral; llama.cpp always does).
+  if (!r.has("preset") && c.arch == "llama") c.expert_weights_norm = true;
   r.boolean("expert_weights_norm", &c.expert_weights_norm);
   r.number("expert_weights_scale", &c.expert_weights_scale, 1e-6, 1e6);
   r.integer("n_expert_groups", &c.n_expert_groups, 0, 4096);

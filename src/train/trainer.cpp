@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/thread_pool.h"
+#include "formats/gguf.h"
 #include "model/hf_vocab.h"
 #include "model/presets.h"
 #include "train/checkpoint.h"
@@ -370,9 +371,19 @@ void export_checkpoint(const std::string& ckpt_path, const std::string& out_gguf
   MOE_CHECK(type == "f32" || type == "f16" || type == "bf16" || type == "q8_0", "export: --type must be f32, f16, bf16 or q8_0");
   opt.type = type == "f32" ? DType::F32 : type == "f16" ? DType::F16 : type == "bf16" ? DType::BF16 : DType::Q8_0;
   const std::string tok = s.value("tokenizer", std::string());
+  std::unique_ptr<GgufFile> tok_gguf;
   if (!tok.empty()) {
-    add_hf_bpe_vocab(fs::path(tok).parent_path().string(), cfg.model.n_vocab, cfg.model.arch == "llama",
-                     &opt.extra_kv);
+    char magic[4] = {};
+    std::ifstream(tok, std::ios::binary).read(magic, 4);
+    if (std::string(magic, 4) == "GGUF") {  // a GGUF model's tokenizer: its tokenizer.* keys
+      tok_gguf = GgufFile::open(tok);
+      opt.tokenizer_source = tok_gguf.get();
+    } else {  // a Hugging Face tokenizer.json (with tokenizer_config.json beside it, if any)
+      MOE_CHECK(fs::path(tok).filename() == "tokenizer.json", "export: the tokenizer ", tok,
+                " is neither a GGUF file nor a tokenizer.json");
+      add_hf_bpe_vocab(fs::path(tok).parent_path().string(), cfg.model.n_vocab, cfg.model.arch == "llama",
+                       &opt.extra_kv);
+    }
   } else {
     opt.synthetic_vocab = cfg.model.n_vocab >= 260;
   }

@@ -15,6 +15,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "formats/npy.h"
 #include "model/model.h"
 #include "testdata.h"
 #include "tokenizer/load.h"
@@ -70,6 +71,7 @@ class Trainer : public ::testing::Test {
                 {"n_expert_used", 2},
                 {"context_length", 32}}},
               {"data", *dir_ + "/data"},
+              {"tokenizer", *tokenizer_},
               {"out_dir", out},
               {"seq_len", 32},
               {"micro_batch", 4},
@@ -125,6 +127,31 @@ TEST_F(Trainer, ValidationLossFallsAndExportRunsInTheEngine) {
   KvCache cache = engine.model->new_cache(8);
   engine.model->forward(ids, 0, cache, true, ref.data(), pool);
   for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(ours[i], ref[i], 1e-4 * (1 + std::fabs(ref[i]))) << i;
+
+  // llama.cpp (the npm peer) loads the export and computes the same next-token distributions.
+  const std::string src = MOE_SOURCE_DIR;
+  if (!fs::exists(src + "/.cache/peers/node_modules/node-llama-cpp/package.json")) {
+    std::printf("[   INFO   ] llama.cpp peer not installed (scripts/install-peers.sh): its check is skipped\n");
+    return;
+  }
+  write_npy_f32(out + "/ours.npy", {8, static_cast<int64_t>(ref.size() / 8)}, ref.data());
+  std::ofstream(out + "/ids.json") << Json(ids).dump();
+  std::string log;
+  ASSERT_EQ(test::run_command("node " + src + "/scripts/llama-cpp-eval.mjs " + out + "/model.gguf " + out +
+                                  "/ids.json " + out + "/theirs.json 2>&1",
+                              &log),
+            0)
+      << log;
+  ASSERT_EQ(test::run_command("node " + src + "/scripts/compare-llama-cpp.mjs " + out + "/ours.npy " + out +
+                                  "/theirs.json",
+                              &log),
+            0)
+      << log;
+  const Json r = Json::parse(log);
+  std::printf("[   INFO   ] llama.cpp on the exported model: max |dp| %.2e, max |dlogit| %.2e\n",
+              r["max_dp_all"].get<double>(), r["max_dlogit_all"].get<double>());
+  EXPECT_LT(r["max_dp_all"].get<double>(), 1e-5);
+  EXPECT_TRUE(r["all_argmax_match"].get<bool>());
 }
 
 TEST_F(Trainer, ResumeReproducesTheUninterruptedRunExactly) {
@@ -188,6 +215,35 @@ TEST_F(Trainer, AuxLossEvensTheExpertLoad) {
   const double cv_on = load_imbalance(log_of(on), 20), cv_off = load_imbalance(log_of(off), 20);
   std::printf("[   INFO   ] expert load imbalance (CV over the last 20 steps): aux on %.3f, off %.3f\n", cv_on, cv_off);
   EXPECT_LT(cv_on, 0.75 * cv_off);
+}
+
+// DeepSeek-V3's loss-free balancing on a sigmoid-routed MLA model: the selection bias alone evens the load.
+TEST_F(Trainer, LossFreeBiasEvensTheExpertLoad) {
+  const std::string on = *dir_ + "/run_lossfree", off = *dir_ + "/run_lossfree_off";
+  Json model = {{"arch", "deepseek2"}, {"n_embd", 64},        {"n_layer", 2},       {"n_head", 4},
+                {"n_ff", 96},          {"q_lora_rank", 0},     {"kv_lora_rank", 16}, {"qk_nope_dim", 8},
+                {"rope_dim", 8},       {"head_dim_v", 8},      {"n_expert", 8},      {"n_expert_used", 2},
+                {"n_ff_exp", 32},      {"n_expert_shared", 1}, {"gating", "sigmoid"}, {"expert_weights_norm", true},
+                {"context_length", 32}};
+  Json o = {{"model", model}, {"steps", 60}, {"eval_every", 0}, {"checkpoint_every", 0}, {"lr", 2e-2}};
+  Json with = o, without = o;
+  with["balance"] = "loss-free";
+  with["bias_gamma"] = 0.01;
+  without["balance"] = "none";
+  run_training(config(on, with), quiet());
+  run_training(config(off, without), quiet());
+  const double cv_on = load_imbalance(log_of(on), 20), cv_off = load_imbalance(log_of(off), 20);
+  std::printf("[   INFO   ] expert load imbalance (CV over the last 20 steps): loss-free bias %.3f, none %.3f\n", cv_on,
+              cv_off);
+  EXPECT_LT(cv_on, 0.75 * cv_off);
+  const Checkpoint ck = load_checkpoint(on + "/checkpoints/step_00000060.ckpt");
+  ModelConfig mc = parse_train_config(config_json(on, with).dump(), "c", "").model;
+  mc.n_vocab = 512;
+  const TrainModel m(mc);
+  const ParamInfo& bias = m.param("blk.1.exp_probs_b.bias");
+  double moved = 0.0;
+  for (int64_t i = 0; i < bias.size; ++i) moved += std::fabs(ck.arrays.at("params")[bias.offset + i]);
+  EXPECT_GT(moved, 0.0);  // the bias really moved (it has no gradient: only the balancing moves it)
 }
 
 TEST_F(Trainer, EventFileHoldsTheLoggedValues) {
