@@ -27,8 +27,8 @@ void run_train(const TrainArgs& a) {
   train::TrainConfig cfg = train::load_train_config(a.config);
   if (a.bench > 0) {
     const train::TrainBench b = train::bench_training(cfg, a.bench, a.threads);
-    std::printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"activation_mib\": %.2f}\n", b.tokens_per_s, b.step_ms,
-                static_cast<double>(b.activation_bytes) / (1 << 20));
+    std::printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"activation_mib\": %.2f}\n", b.tokens_per_s,
+                b.step_ms, static_cast<double>(b.activation_bytes) / (1 << 20));
     return;
   }
   if (!a.out.empty()) cfg.out_dir = a.out;
@@ -39,10 +39,11 @@ void run_train(const TrainArgs& a) {
   ro.stop_after = a.stop_after;
   ro.progress = !a.quiet;
   const train::TrainSummary s = train::run_training(cfg, ro);
-  std::printf("steps %lld..%lld, %.0f tokens/s, val loss %.4f -> %.4f, activations %.1f MiB per micro-batch%s\n",
-              static_cast<long long>(s.first_step), static_cast<long long>(s.last_step), s.tokens_per_s,
-              s.first_val_loss, s.last_val_loss, static_cast<double>(s.activation_bytes) / (1 << 20),
-              cfg.activation_checkpointing ? " (checkpointed)" : "");
+  std::printf(
+      "steps %lld..%lld, %.0f tokens/s, val loss %.4f -> %.4f, activations %.1f MiB per micro-batch%s\n",
+      static_cast<long long>(s.first_step), static_cast<long long>(s.last_step), s.tokens_per_s,
+      s.first_val_loss, s.last_val_loss, static_cast<double>(s.activation_bytes) / (1 << 20),
+      cfg.activation_checkpointing ? " (checkpointed)" : "");
 }
 
 struct ExportArgs {
@@ -63,11 +64,13 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--steps", a->steps, "override the number of steps of the config");
   cmd->add_option("-t,--threads", a->threads, "threads (default: all)");
   cmd->add_flag("-q,--quiet", a->quiet, "no progress line");
-  cmd->add_option("--bench", a->bench,
-                  "measure speed instead: this many optimizer steps on random tokens, one JSON line (no data read)");
+  cmd->add_option(
+      "--bench", a->bench,
+      "measure speed instead: this many optimizer steps on random tokens, one JSON line (no data read)");
   cmd->callback([a] { run_train(*a); });
 
-  auto* ex = app.add_subcommand("export", "Write a training checkpoint as a GGUF model (moe.cpp and llama.cpp load it)");
+  auto* ex = app.add_subcommand(
+      "export", "Write a training checkpoint as a GGUF model (moe.cpp and llama.cpp load it)");
   auto e = std::make_shared<ExportArgs>();
   ex->add_option("checkpoint", e->ckpt, "checkpoint file (OUT/checkpoints/step_*.ckpt)")->required();
   ex->add_option("output", e->out, "GGUF file to write")->required();

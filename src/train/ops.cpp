@@ -61,8 +61,8 @@ void split(int64_t n, int64_t chunk, const Fn& fn) {
   });
 }
 
-void sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+void sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   cblas_sgemm(CblasRowMajor, ta, tb, blas_int(m, "m"), blas_int(n, "n"), blas_int(k, "k"), 1.0f, a,
               blas_int(lda, "lda"), b, blas_int(ldb, "ldb"), beta, c, blas_int(ldc, "ldc"));
@@ -104,10 +104,11 @@ void linear_backward(const float* dy, const float* x, const float* w, float* dx,
                      int64_t in, int64_t out) {
   blas_int(n, "n"), blas_int(in, "in"), blas_int(out, "out");
   if (n == 0 || in == 0 || out == 0) return;  // every gradient is an empty sum: nothing to add
-  if (dx != nullptr) {  // dx [n, in] += dy [n, out] . W [out, in]
+  if (dx != nullptr) {                        // dx [n, in] += dy [n, out] . W [out, in]
     if (n >= 256) {
       split(n, 128, [&](int64_t r0, int64_t r1) {
-        sgemm(CblasNoTrans, CblasNoTrans, r1 - r0, in, out, dy + r0 * out, out, w, in, 1.0f, dx + r0 * in, in);
+        sgemm(CblasNoTrans, CblasNoTrans, r1 - r0, in, out, dy + r0 * out, out, w, in, 1.0f, dx + r0 * in,
+              in);
       });
     } else {
       split(in, 64, [&](int64_t i0, int64_t i1) {
@@ -267,8 +268,8 @@ void attention_forward(const AttnShape& s, const float* q, const float* k, const
         for (int64_t u = 0; u <= t; ++u) p[u] *= inv;
         std::fill(p + t + 1, p + T, 0.0f);
       }
-      sgemm(CblasNoTrans, CblasNoTrans, T, s.dv, T, P, T, vg, s.v_stride, 0.0f, out + b * T * s.out_stride + h * s.dv,
-            s.out_stride);
+      sgemm(CblasNoTrans, CblasNoTrans, T, s.dv, T, P, T, vg, s.v_stride, 0.0f,
+            out + b * T * s.out_stride + h * s.dv, s.out_stride);
     }
   });
 }
@@ -291,8 +292,8 @@ void attention_backward(const AttnShape& s, const float* dout, const float* q, c
         const float* doh = dout + b * T * s.out_stride + h * s.dv;
         const float* qh = q + b * T * s.q_stride + h * s.dk;
         if (dv != nullptr)
-          sgemm(CblasTrans, CblasNoTrans, T, s.dv, T, P, T, doh, s.out_stride, 1.0f, dv + b * T * s.v_stride + g * s.dv,
-                s.v_stride);
+          sgemm(CblasTrans, CblasNoTrans, T, s.dv, T, P, T, doh, s.out_stride, 1.0f,
+                dv + b * T * s.v_stride + g * s.dv, s.v_stride);
         if (dq == nullptr && dk == nullptr) continue;
         sgemm(CblasNoTrans, CblasTrans, T, T, s.dv, doh, s.out_stride, vg, s.v_stride, 0.0f, dS.data(), T);
         for (int64_t t = 0; t < T; ++t) {
@@ -304,11 +305,11 @@ void attention_backward(const AttnShape& s, const float* dout, const float* q, c
           std::fill(d + t + 1, d + T, 0.0f);
         }
         if (dq != nullptr)
-          sgemm(CblasNoTrans, CblasNoTrans, T, s.dk, T, dS.data(), T, kg, s.k_stride, 1.0f, dq + b * T * s.q_stride + h * s.dk,
-                s.q_stride);
+          sgemm(CblasNoTrans, CblasNoTrans, T, s.dk, T, dS.data(), T, kg, s.k_stride, 1.0f,
+                dq + b * T * s.q_stride + h * s.dk, s.q_stride);
         if (dk != nullptr)
-          sgemm(CblasTrans, CblasNoTrans, T, s.dk, T, dS.data(), T, qh, s.q_stride, 1.0f, dk + b * T * s.k_stride + g * s.dk,
-                s.k_stride);
+          sgemm(CblasTrans, CblasNoTrans, T, s.dk, T, dS.data(), T, qh, s.q_stride, 1.0f,
+                dk + b * T * s.k_stride + g * s.dk, s.k_stride);
       }
     }
   });

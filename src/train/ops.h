@@ -35,8 +35,8 @@ void embedding_backward(const int32_t* tokens, const float* dout, float* dtable,
 // ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w ---------------------------------------------
 // x, y [n, dim]; w [dim]; rstd [n] receives 1/sqrt(mean(x^2)+eps) for the backward.
 // Rows may be strided: x row i starts at x + i * x_stride (likewise y with y_stride).
-void rmsnorm_forward(const float* x, int64_t x_stride, const float* w, float* y, int64_t y_stride, float* rstd,
-                     int64_t n, int64_t dim, float eps);
+void rmsnorm_forward(const float* x, int64_t x_stride, const float* w, float* y, int64_t y_stride,
+                     float* rstd, int64_t n, int64_t dim, float eps);
 // dx (stride x_stride) += d/dx, dw [dim] += d/dw, from dy (stride y_stride).
 void rmsnorm_backward(const float* dy, int64_t y_stride, const float* x, int64_t x_stride, const float* w,
                       const float* rstd, float* dx, float* dw, int64_t n, int64_t dim);

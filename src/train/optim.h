@@ -57,12 +57,16 @@ float clip_by_global_norm(float* grads, int64_t n, double norm, float max_norm);
 // and doubles it after growth_interval finite steps in a row.
 class LossScaler {
  public:
-  explicit LossScaler(float init = 65536.0f, int64_t growth_interval = 2000) : scale_(init), interval_(growth_interval) {}
+  explicit LossScaler(float init = 65536.0f, int64_t growth_interval = 2000)
+      : scale_(init), interval_(growth_interval) {}
   float scale() const { return scale_; }
   // Returns true when the step should be applied, false when it must be skipped.
   bool update(bool grads_finite);
   int64_t good_steps() const { return good_; }
-  void restore(float scale, int64_t good) { scale_ = scale; good_ = good; }
+  void restore(float scale, int64_t good) {
+    scale_ = scale;
+    good_ = good;
+  }
 
  private:
   float scale_;

@@ -42,7 +42,8 @@ class Reader {
     if (!has(key)) return;
     const Json& v = obj_.at(key);
     if (!v.is_number_integer()) error(key, "must be an integer");
-    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi)) error(key, str_cat("must be <= ", hi));
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi))
+      error(key, str_cat("must be <= ", hi));
     const int64_t x = v.get<int64_t>();
     if (x < lo || x > hi) error(key, str_cat("must be in [", lo, ", ", hi, "]"));
     *out = x;
@@ -82,11 +83,35 @@ constexpr int64_t kBig = int64_t{1} << 40;
 
 ModelConfig parse_model(const Json& j, const std::string& origin) {
   const Reader r(j, origin, "model");
-  r.allow({"preset", "reduced", "arch", "n_vocab", "n_embd", "n_layer", "n_head", "n_head_kv", "head_dim",
-           "n_ff", "rms_eps", "rope_theta", "rope_dim", "context_length", "n_expert", "n_expert_used",
-           "n_expert_shared", "n_ff_exp", "n_layer_dense_lead", "gating", "expert_weights_norm",
-           "expert_weights_scale", "n_expert_groups", "n_group_used", "q_lora_rank", "kv_lora_rank",
-           "qk_nope_dim", "head_dim_v", "name"});
+  r.allow({"preset",
+           "reduced",
+           "arch",
+           "n_vocab",
+           "n_embd",
+           "n_layer",
+           "n_head",
+           "n_head_kv",
+           "head_dim",
+           "n_ff",
+           "rms_eps",
+           "rope_theta",
+           "rope_dim",
+           "context_length",
+           "n_expert",
+           "n_expert_used",
+           "n_expert_shared",
+           "n_ff_exp",
+           "n_layer_dense_lead",
+           "gating",
+           "expert_weights_norm",
+           "expert_weights_scale",
+           "n_expert_groups",
+           "n_group_used",
+           "q_lora_rank",
+           "kv_lora_rank",
+           "qk_nope_dim",
+           "head_dim_v",
+           "name"});
   ModelConfig c;
   if (r.has("preset")) {
     std::string name;
@@ -172,7 +197,8 @@ const char* precision_name(Precision p) {
   return "?";
 }
 
-TrainConfig parse_train_config(std::string_view json_text, const std::string& origin, const std::string& base_dir) {
+TrainConfig parse_train_config(std::string_view json_text, const std::string& origin,
+                               const std::string& base_dir) {
   Json j;
   try {
     j = Json::parse(json_text);
@@ -180,10 +206,37 @@ TrainConfig parse_train_config(std::string_view json_text, const std::string& or
     fail(origin, ": not valid JSON: ", e.what());
   }
   const Reader r(j, origin, "");
-  r.allow({"model", "data", "tokenizer", "out_dir", "seq_len", "micro_batch", "batch", "steps", "lr", "lr_min",
-           "warmup", "beta1", "beta2", "eps", "weight_decay", "grad_clip", "balance", "aux_alpha", "bias_gamma",
-           "precision", "loss_scale", "loss_scale_interval", "activation_checkpointing", "seed", "init_std",
-           "init_from", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_batches", "log_every",
+  r.allow({"model",
+           "data",
+           "tokenizer",
+           "out_dir",
+           "seq_len",
+           "micro_batch",
+           "batch",
+           "steps",
+           "lr",
+           "lr_min",
+           "warmup",
+           "beta1",
+           "beta2",
+           "eps",
+           "weight_decay",
+           "grad_clip",
+           "balance",
+           "aux_alpha",
+           "bias_gamma",
+           "precision",
+           "loss_scale",
+           "loss_scale_interval",
+           "activation_checkpointing",
+           "seed",
+           "init_std",
+           "init_from",
+           "checkpoint_every",
+           "keep_checkpoints",
+           "eval_every",
+           "eval_batches",
+           "log_every",
            "comment"});
   TrainConfig t;
   t.source_json = std::string(json_text);
@@ -212,18 +265,26 @@ TrainConfig parse_train_config(std::string_view json_text, const std::string& or
   r.number("grad_clip", &t.grad_clip, 0.0, 1e9);
   std::string balance = "aux";
   r.string("balance", &balance);
-  if (balance == "aux") t.balance = Balance::kAux;
-  else if (balance == "loss-free") t.balance = Balance::kLossFree;
-  else if (balance == "none") t.balance = Balance::kNone;
-  else r.error("balance", "must be aux, loss-free or none");
+  if (balance == "aux")
+    t.balance = Balance::kAux;
+  else if (balance == "loss-free")
+    t.balance = Balance::kLossFree;
+  else if (balance == "none")
+    t.balance = Balance::kNone;
+  else
+    r.error("balance", "must be aux, loss-free or none");
   r.number("aux_alpha", &t.aux_alpha, 0.0, 100.0);
   r.number("bias_gamma", &t.bias_gamma, 0.0, 1.0);
   std::string prec = "f32";
   r.string("precision", &prec);
-  if (prec == "f32") t.precision = Precision::kF32;
-  else if (prec == "bf16") t.precision = Precision::kBf16;
-  else if (prec == "fp16") t.precision = Precision::kF16;
-  else r.error("precision", "must be f32, bf16 or fp16");
+  if (prec == "f32")
+    t.precision = Precision::kF32;
+  else if (prec == "bf16")
+    t.precision = Precision::kBf16;
+  else if (prec == "fp16")
+    t.precision = Precision::kF16;
+  else
+    r.error("precision", "must be f32, bf16 or fp16");
   r.number("loss_scale", &t.loss_scale_init, 1.0, 1e30);
   r.integer("loss_scale_interval", &t.loss_scale_interval, 1, kBig);
   r.boolean("activation_checkpointing", &t.activation_checkpointing);

@@ -15,10 +15,10 @@ namespace moe::train {
 enum class Balance { kAux, kLossFree, kNone };
 
 struct TrainConfig {
-  ModelConfig model;     // n_vocab 0: taken from the data's vocabulary
-  std::string data;      // directory written by `moe data prepare`
-  std::string tokenizer; // tokenizer.json stored into exported GGUF files ("" = none)
-  std::string out_dir;   // checkpoints, event files, log and the exported model
+  ModelConfig model;      // n_vocab 0: taken from the data's vocabulary
+  std::string data;       // directory written by `moe data prepare`
+  std::string tokenizer;  // tokenizer.json stored into exported GGUF files ("" = none)
+  std::string out_dir;    // checkpoints, event files, log and the exported model
 
   int64_t seq_len = 256;
   int64_t micro_batch = 8;  // sequences per forward/backward
@@ -51,7 +51,8 @@ struct TrainConfig {
 // Strict: unknown keys, wrong types and out-of-range values throw moe::Error naming origin and the key.
 // Relative paths resolve against base_dir. The model is either {"preset": NAME, "reduced": bool,
 // "n_vocab": ...overrides} or explicit fields (see configs/train/README.md).
-TrainConfig parse_train_config(std::string_view json_text, const std::string& origin, const std::string& base_dir);
+TrainConfig parse_train_config(std::string_view json_text, const std::string& origin,
+                               const std::string& base_dir);
 TrainConfig load_train_config(const std::string& path);
 
 const char* precision_name(Precision p);

@@ -23,7 +23,6 @@ void round_to(Precision pr, const float* src, float* dst, int64_t n) {
   }
 }
 
-
 }  // namespace
 
 void linear_fwd(Precision pr, const float* x, const float* w, float* y, int64_t n, int64_t in, int64_t out) {
@@ -33,8 +32,8 @@ void linear_fwd(Precision pr, const float* x, const float* w, float* y, int64_t 
   linear_forward(xr.data(), w, y, n, in, out);
 }
 
-void linear_bwd(Precision pr, const float* dy, const float* x, const float* w, float* dx, float* dw, int64_t n,
-                int64_t in, int64_t out) {
+void linear_bwd(Precision pr, const float* dy, const float* x, const float* w, float* dx, float* dw,
+                int64_t n, int64_t in, int64_t out) {
   if (pr == Precision::kF32) return linear_backward(dy, x, w, dx, dw, n, in, out);
   Vec xr(static_cast<size_t>(n * in)), dyr(static_cast<size_t>(n * out));
   round_to(pr, x, xr.data(), n * in);
@@ -44,8 +43,9 @@ void linear_bwd(Precision pr, const float* dy, const float* x, const float* w, f
 
 int64_t LayerActs::bytes() const {
   int64_t n = 0;
-  for (const Vec* v : {&x_in, &h1, &rstd1, &qa, &qa_n, &rstd_qa, &q, &k, &v, &kva, &c_n, &rstd_c, &kv, &probs,
-                       &att, &x_mid, &h2, &rstd2, &g, &u, &act, &r_logits, &scores, &weight})
+  for (const Vec* v :
+       {&x_in, &h1,    &rstd1, &qa,    &qa_n, &rstd_qa, &q, &k, &v,   &kva,      &c_n,    &rstd_c,
+        &kv,   &probs, &att,   &x_mid, &h2,   &rstd2,   &g, &u, &act, &r_logits, &scores, &weight})
     n += static_cast<int64_t>(v->size() * sizeof(float));
   n += static_cast<int64_t>(idx.size() * sizeof(int32_t));
   for (const auto& r : rows) n += static_cast<int64_t>(r.size() * sizeof(int64_t));
@@ -64,7 +64,8 @@ AttnShape attn_shape(const LayerCtx& ctx) {
   s.n_head = c.n_head;
   s.dk = c.head_dim_k;
   s.dv = c.head_dim_v;
-  s.scale = c.kq_scale != 0.0f && c.is_mla() ? c.kq_scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim_k));
+  s.scale =
+      c.kq_scale != 0.0f && c.is_mla() ? c.kq_scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim_k));
   if (c.is_mla()) {
     s.n_head_kv = c.n_head;
     s.q_stride = s.k_stride = c.n_head * c.head_dim_k;
@@ -150,8 +151,8 @@ void attention_bwd(const LayerCtx& ctx, const LayerParams& p, const LayerParams&
   const AttnShape s = attn_shape(ctx);
   Vec dq = zeros(static_cast<int64_t>(a.q.size())), dk_ = zeros(static_cast<int64_t>(a.k.size())),
       dv_ = zeros(static_cast<int64_t>(a.v.size()));
-  attention_backward(s, datt.data(), a.q.data(), a.k.data(), a.v.data(), a.probs.data(), dq.data(), dk_.data(),
-                     dv_.data(), ctx.pool);
+  attention_backward(s, datt.data(), a.q.data(), a.k.data(), a.v.data(), a.probs.data(), dq.data(),
+                     dk_.data(), dv_.data(), ctx.pool);
   if (c.is_mla()) {
     const int64_t rank = c.kv_lora_rank, rot = c.rope.n_rot, nope = c.qk_nope_dim, qr = c.q_lora_rank;
     Vec dkv = zeros(N * H * (nope + dv)), dkva = zeros(N * (rank + rot));
@@ -174,8 +175,8 @@ void attention_bwd(const LayerCtx& ctx, const LayerParams& p, const LayerParams&
     if (qr > 0) {
       Vec dqan = zeros(N * qr), dqa = zeros(N * qr);
       linear_bwd(pr, dq.data(), a.qa_n.data(), p.wq_b, dqan.data(), g.wq_b, N, qr, H * dk);
-      rmsnorm_backward(dqan.data(), qr, a.qa.data(), qr, p.q_a_norm, a.rstd_qa.data(), dqa.data(), g.q_a_norm, N,
-                       qr);
+      rmsnorm_backward(dqan.data(), qr, a.qa.data(), qr, p.q_a_norm, a.rstd_qa.data(), dqa.data(), g.q_a_norm,
+                       N, qr);
       linear_bwd(pr, dqa.data(), a.h1.data(), p.wq_a, dh1, g.wq_a, N, D, qr);
     } else {
       linear_bwd(pr, dq.data(), a.h1.data(), p.wq, dh1, g.wq, N, D, H * dk);
@@ -241,7 +242,8 @@ void moe_fwd(const LayerCtx& ctx, const LayerParams& p, LayerActs& a, float* out
   linear_fwd(pr, a.h2.data(), p.gate_inp, a.r_logits.data(), N, D, E);
   const RouterShape rs = router_shape(c, N);
   router_forward(rs, a.r_logits.data(), p.probs_bias, a.idx.data(), a.weight.data(), a.scores.data());
-  a.aux = ctx.aux_alpha > 0.0f ? aux_loss(rs, a.scores.data(), a.idx.data(), ctx.aux_alpha, 0.0f, nullptr) : 0.0;
+  a.aux =
+      ctx.aux_alpha > 0.0f ? aux_loss(rs, a.scores.data(), a.idx.data(), ctx.aux_alpha, 0.0f, nullptr) : 0.0;
   a.rows.assign(static_cast<size_t>(E), {});
   for (int64_t s = 0; s < N * K; ++s) a.rows[a.idx[s]].push_back(s);
   a.eg.assign(static_cast<size_t>(E), {});
@@ -284,8 +286,8 @@ void moe_bwd(const LayerCtx& ctx, const LayerParams& p, const LayerParams& g, co
   const int64_t N = ctx.N, D = c.n_embd, E = c.n_expert, K = c.n_expert_used, F = c.n_ff_exp;
   const Precision pr = ctx.precision;
   if (c.n_expert_shared > 0)
-    ffn_bwd(pr, a.h2.data(), N, D, F * c.n_expert_shared, p.w_gate, p.w_up, p.w_down, g.w_gate, g.w_up, g.w_down,
-            a.g, a.u, a.act, dout, dh2);
+    ffn_bwd(pr, a.h2.data(), N, D, F * c.n_expert_shared, p.w_gate, p.w_up, p.w_down, g.w_gate, g.w_up,
+            g.w_down, a.g, a.u, a.act, dout, dh2);
   Vec dweight = zeros(N * K), xe, dye, dxe;
   for (int64_t e = 0; e < E; ++e) {
     const auto& rows = a.rows[e];
@@ -308,8 +310,8 @@ void moe_bwd(const LayerCtx& ctx, const LayerParams& p, const LayerParams& g, co
       dweight[rows[r]] = static_cast<float>(dw);
     }
     ffn_bwd(pr, xe.data(), m, D, F, p.gate_exps + e * F * D, p.up_exps + e * F * D, p.down_exps + e * D * F,
-            g.gate_exps + e * F * D, g.up_exps + e * F * D, g.down_exps + e * D * F, a.eg[e], a.eu[e], a.eact[e],
-            dye.data(), dxe.data());
+            g.gate_exps + e * F * D, g.up_exps + e * F * D, g.down_exps + e * D * F, a.eg[e], a.eu[e],
+            a.eact[e], dye.data(), dxe.data());
     for (int64_t r = 0; r < m; ++r) {
       float* dst = dh2 + rows[r] / K * D;
       const float* src = dxe.data() + r * D;
@@ -319,7 +321,8 @@ void moe_bwd(const LayerCtx& ctx, const LayerParams& p, const LayerParams& g, co
   const RouterShape rs = router_shape(c, N);
   Vec dlogits = zeros(N * E);
   router_backward(rs, a.scores.data(), a.idx.data(), dweight.data(), dlogits.data());
-  if (ctx.aux_alpha > 0.0f) aux_loss(rs, a.scores.data(), a.idx.data(), ctx.aux_alpha, aux_dscale, dlogits.data());
+  if (ctx.aux_alpha > 0.0f)
+    aux_loss(rs, a.scores.data(), a.idx.data(), ctx.aux_alpha, aux_dscale, dlogits.data());
   linear_bwd(pr, dlogits.data(), a.h2.data(), p.gate_inp, dh2, g.gate_inp, N, D, E);
 }
 
@@ -355,8 +358,8 @@ void layer_backward(const LayerCtx& ctx, const LayerParams& p, const LayerParams
   if (c.is_moe_layer(ctx.il)) {
     moe_bwd(ctx, p, g, a, aux_dscale, dx, dh.data());
   } else {
-    ffn_bwd(ctx.precision, a.h2.data(), N, D, c.n_ff, p.w_gate, p.w_up, p.w_down, g.w_gate, g.w_up, g.w_down, a.g,
-            a.u, a.act, dx, dh.data());
+    ffn_bwd(ctx.precision, a.h2.data(), N, D, c.n_ff, p.w_gate, p.w_up, p.w_down, g.w_gate, g.w_up, g.w_down,
+            a.g, a.u, a.act, dx, dh.data());
   }
   rmsnorm_backward(dh.data(), D, a.x_mid.data(), D, p.ffn_norm, a.rstd2.data(), dx, g.ffn_norm, N, D);
   std::fill(dh.begin(), dh.end(), 0.0f);

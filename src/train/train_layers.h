@@ -41,20 +41,21 @@ struct LayerCtx {
 
 // Everything one layer's backward reads. Sizes are 0 for what the layer's kind does not use.
 struct LayerActs {
-  std::vector<float> x_in;          // [N, D] layer input
-  std::vector<float> h1, rstd1;     // [N, D], [N] attention input after RMSNorm
+  std::vector<float> x_in;               // [N, D] layer input
+  std::vector<float> h1, rstd1;          // [N, D], [N] attention input after RMSNorm
   std::vector<float> qa, qa_n, rstd_qa;  // MLA q_lora: [N, q_rank] x2, [N]
-  std::vector<float> q, k, v;       // [N, H*dk] (roped), [N, Hkv*dk] or MLA [N, H*dk], [N, Hkv*dv]
-  std::vector<float> kva, c_n, rstd_c, kv;  // MLA: [N, rank+rot] (latent raw, rope part roped), [N, rank], [N], [N, H*(nope+dv)]
-  std::vector<float> probs;         // [B, H, T, T]
-  std::vector<float> att;           // [N, H*dv]
-  std::vector<float> x_mid;         // [N, D] after the attention residual
-  std::vector<float> h2, rstd2;     // [N, D], [N]
-  std::vector<float> g, u, act;     // dense FFN / shared experts: [N, F] each
+  std::vector<float> q, k, v;            // [N, H*dk] (roped), [N, Hkv*dk] or MLA [N, H*dk], [N, Hkv*dv]
+  std::vector<float> kva, c_n, rstd_c,
+      kv;  // MLA: [N, rank+rot] (latent raw, rope part roped), [N, rank], [N], [N, H*(nope+dv)]
+  std::vector<float> probs;      // [B, H, T, T]
+  std::vector<float> att;        // [N, H*dv]
+  std::vector<float> x_mid;      // [N, D] after the attention residual
+  std::vector<float> h2, rstd2;  // [N, D], [N]
+  std::vector<float> g, u, act;  // dense FFN / shared experts: [N, F] each
   // MoE
-  std::vector<float> r_logits, scores, weight;  // [N, E], [N, E], [N, k]
-  std::vector<int32_t> idx;                     // [N, k]
-  std::vector<std::vector<int64_t>> rows;       // per expert: slot ids t * k + j routed to it
+  std::vector<float> r_logits, scores, weight;       // [N, E], [N, E], [N, k]
+  std::vector<int32_t> idx;                          // [N, k]
+  std::vector<std::vector<int64_t>> rows;            // per expert: slot ids t * k + j routed to it
   std::vector<std::vector<float>> eg, eu, eact, ey;  // per expert: [m, F] x3, [m, D]
   double aux = 0.0;
   int64_t bytes() const;
@@ -69,7 +70,7 @@ void layer_backward(const LayerCtx& ctx, const LayerParams& p, const LayerParams
 
 // y = x W^T in the given precision (operands rounded to bf16/fp16, f32 accumulate).
 void linear_fwd(Precision pr, const float* x, const float* w, float* y, int64_t n, int64_t in, int64_t out);
-void linear_bwd(Precision pr, const float* dy, const float* x, const float* w, float* dx, float* dw, int64_t n,
-                int64_t in, int64_t out);
+void linear_bwd(Precision pr, const float* dy, const float* x, const float* w, float* dx, float* dw,
+                int64_t n, int64_t in, int64_t out);
 
 }  // namespace moe::train

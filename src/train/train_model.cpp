@@ -22,8 +22,9 @@ void check_trainable(const ModelConfig& c) {
             "' is not trainable (llama and deepseek2 are)");
   validate_config(c, "train");
   MOE_CHECK(!c.rope.neox, "train: NeoX RoPE is not supported");
-  MOE_CHECK(c.rope.freq_factors.empty() && c.rope.freq_scale == 1.0f && c.rope.ext_factor == 0.0f,
-            "train: RoPE scaling (YaRN, linear or frequency factors) is not supported; train at the base context");
+  MOE_CHECK(
+      c.rope.freq_factors.empty() && c.rope.freq_scale == 1.0f && c.rope.ext_factor == 0.0f,
+      "train: RoPE scaling (YaRN, linear or frequency factors) is not supported; train at the base context");
   MOE_CHECK(c.rope.n_rot % 2 == 0 && c.rope.n_rot > 0, "train: rope.dimension_count must be even and > 0");
   if (!c.is_mla())
     MOE_CHECK(c.rope.n_rot <= c.head_dim_k, "train: rope dims ", c.rope.n_rot, " exceed the head size ",
@@ -116,8 +117,8 @@ void TrainModel::init_random(uint64_t seed, float std) {
     } else if (is_bias) {
       std::fill_n(v, p.size, 0.0f);
     } else {
-      const bool residual_out = p.name.find("attn_output") != std::string::npos ||
-                                p.name.find("ffn_down") != std::string::npos;
+      const bool residual_out =
+          p.name.find("attn_output") != std::string::npos || p.name.find("ffn_down") != std::string::npos;
       const float s = residual_out ? out_std : std;
       for (int64_t i = 0; i < p.size; ++i) v[i] = s * normal(rng);
     }
@@ -129,9 +130,10 @@ void TrainModel::load_gguf(const std::string& path) {
   auto read = [&](const std::string& name, int64_t n, float* dst) {
     const GgufTensorInfo* t = file->find_tensor(name);
     MOE_CHECK(t != nullptr, path, ": tensor '", name, "' is missing");
-    MOE_CHECK(t->type == DType::F32 || t->type == DType::F16 || t->type == DType::BF16, path, ": tensor '", name,
-              "' is ", dtype_name(t->type), "; training loads f32, f16 or bf16");
-    MOE_CHECK(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3] == n, path, ": tensor '", name, "' has the wrong size");
+    MOE_CHECK(t->type == DType::F32 || t->type == DType::F16 || t->type == DType::BF16, path, ": tensor '",
+              name, "' is ", dtype_name(t->type), "; training loads f32, f16 or bf16");
+    MOE_CHECK(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3] == n, path, ": tensor '", name,
+              "' has the wrong size");
     kernels::dequantize_row(t->type, file->tensor_data(*t), dst, n);
   };
   for (const ParamInfo& p : info_) {
@@ -221,7 +223,8 @@ struct TrainModel::Impl {
     MOE_CHECK(B > 0 && T > 0, "train: empty batch");
     const int64_t N = B * T, D = c.n_embd, V = c.n_vocab, L = c.n_layer;
     const int64_t row = want == 2 ? T : T + 1;
-    std::vector<int32_t> inputs(static_cast<size_t>(N)), targets(static_cast<size_t>(N), -1), pos(static_cast<size_t>(N));
+    std::vector<int32_t> inputs(static_cast<size_t>(N)), targets(static_cast<size_t>(N), -1),
+        pos(static_cast<size_t>(N));
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < T; ++t) {
         const int32_t tok = tokens[b * row + t];
@@ -301,8 +304,8 @@ struct TrainModel::Impl {
 
     float* g = m.grads_.data();
     std::vector<float> dxf(static_cast<size_t>(N * D), 0.0f), dx(static_cast<size_t>(N * D), 0.0f);
-    linear_bwd(opt.precision, logits.data(), xf.data(), w_out, dxf.data(), g + m.param("output.weight").offset, N,
-               D, V);
+    linear_bwd(opt.precision, logits.data(), xf.data(), w_out, dxf.data(),
+               g + m.param("output.weight").offset, N, D, V);
     logits = std::vector<float>();
     rmsnorm_backward(dxf.data(), D, x.data(), D, out_norm, rstd_f.data(), dx.data(),
                      g + m.param("output_norm.weight").offset, N, D);
@@ -348,8 +351,10 @@ void TrainModel::update_balance_bias(const std::vector<std::vector<int64_t>>& co
     mean /= static_cast<double>(counts[il].size());
     for (size_t e = 0; e < counts[il].size(); ++e) {
       const double load = static_cast<double>(counts[il][e]);
-      if (load < mean) bias[e] += gamma;
-      else if (load > mean) bias[e] -= gamma;
+      if (load < mean)
+        bias[e] += gamma;
+      else if (load > mean)
+        bias[e] -= gamma;
     }
   }
 }

@@ -45,8 +45,8 @@ std::vector<Variant> variants() {
   mixn.expert_weights_norm = true;
   mixn.n_layer = 1;
   v.push_back({"llama-moe-renormalised", mixn});
-  v.push_back({"mla-softmax-shared", plain("deepseek-v2-lite")});      // MLA without q-lora, 2 shared
-  v.push_back({"mla-sigmoid-groups-qlora", plain("deepseek-r1")});   // q-lora, sigmoid+bias, groups, scale
+  v.push_back({"mla-softmax-shared", plain("deepseek-v2-lite")});   // MLA without q-lora, 2 shared
+  v.push_back({"mla-sigmoid-groups-qlora", plain("deepseek-r1")});  // q-lora, sigmoid+bias, groups, scale
   return v;
 }
 
@@ -176,8 +176,8 @@ TEST_P(TrainModelVariants, GradientsAndAdamWStepMatchPyTorch) {
     std::vector<int64_t> shape(p.ne.rbegin(), p.ne.rend());
     write_npy_f32(dir + "/param." + p.name + ".npy", shape, m.values().data() + p.offset);
   }
-  ASSERT_EQ(test::run_command("/usr/bin/python3 " + std::string(MOE_SOURCE_DIR) + "/scripts/train_reference.py " +
-                                  dir + " 2>&1",
+  ASSERT_EQ(test::run_command("/usr/bin/python3 " + std::string(MOE_SOURCE_DIR) +
+                                  "/scripts/train_reference.py " + dir + " 2>&1",
                               &out),
             0)
       << out;
@@ -200,8 +200,8 @@ TEST_P(TrainModelVariants, GradientsAndAdamWStepMatchPyTorch) {
     if (e > worst) worst = e, worst_name = p.name;
     EXPECT_LT(e, 1e-4) << v.name << ": gradient of " << p.name;
   }
-  std::printf("[   INFO   ] %s: loss %.6f aux %.6f, worst gradient relative error %.2e (%s)\n", v.name, r.loss, r.aux,
-              worst, worst_name.c_str());
+  std::printf("[   INFO   ] %s: loss %.6f aux %.6f, worst gradient relative error %.2e (%s)\n", v.name,
+              r.loss, r.aux, worst, worst_name.c_str());
 
   const int64_t n = static_cast<int64_t>(m.values().size());
   const double norm = global_norm(m.grads().data(), n, &pool);
@@ -213,7 +213,8 @@ TEST_P(TrainModelVariants, GradientsAndAdamWStepMatchPyTorch) {
   adam.step(m.values().data(), m.grads().data(), decay.data(), lr, &pool);
   // The first Adam step moves a weight by about lr * g / (|g| + eps): where a gradient is within a few
   // eps of 0, f32 rounding of g (vs PyTorch's f64) changes that element's step. So compare each tensor's
-  // weights (relative 1e-4, the bound) and its whole update (relative L2 error 1e-3), not each element's step.
+  // weights (relative 1e-4, the bound) and its whole update (relative L2 error 1e-3), not each
+  // element's step.
   double worst_w = 0.0, worst_u = 0.0;
   for (const ParamInfo& p : m.params()) {
     const NpyArray w = read_npy_f32(dir + "/step." + p.name + ".npy");
@@ -230,8 +231,9 @@ TEST_P(TrainModelVariants, GradientsAndAdamWStepMatchPyTorch) {
     EXPECT_LT(ew, 1e-4) << v.name << ": weights after the AdamW step, " << p.name;
     EXPECT_LT(eu, 1e-3) << v.name << ": AdamW update of " << p.name;
   }
-  std::printf("[   INFO   ] %s: after one AdamW step, weights within %.2e, updates within %.2e (relative L2)\n",
-              v.name, worst_w, worst_u);
+  std::printf(
+      "[   INFO   ] %s: after one AdamW step, weights within %.2e, updates within %.2e (relative L2)\n",
+      v.name, worst_w, worst_u);
   std::filesystem::remove_all(dir);
 }
 
@@ -326,7 +328,9 @@ TEST(TrainModel, RejectsWhatItCannotTrain) {
   TrainModel m(plain("seed-moe"));
   std::vector<int32_t> bad = {1, 2, 100000, 3};
   ThreadPool pool(1);
-  EXPECT_NE(test::error_of([&] { m.evaluate(bad.data(), 1, 3, TrainOptions{}, pool); }).find("outside the vocabulary"),
+  EXPECT_NE(test::error_of([&] {
+              m.evaluate(bad.data(), 1, 3, TrainOptions{}, pool);
+            }).find("outside the vocabulary"),
             std::string::npos);
 }
 

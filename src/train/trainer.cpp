@@ -53,8 +53,8 @@ void draw_progress(int64_t step, int64_t total, double loss, double aux, float l
   std::string bar(static_cast<size_t>(fill), '#');
   bar.resize(kWidth, '.');
   std::fprintf(stderr, "\rstep %lld/%lld [%s] loss %.4f aux %.4f lr %.2e |g| %.3f %.0f tok/s ETA %s   ",
-               static_cast<long long>(step), static_cast<long long>(total), bar.c_str(), loss, aux, lr, gnorm, tps,
-               fmt_duration(eta_s).c_str());
+               static_cast<long long>(step), static_cast<long long>(total), bar.c_str(), loss, aux, lr, gnorm,
+               tps, fmt_duration(eta_s).c_str());
   std::fflush(stderr);
 }
 
@@ -85,8 +85,8 @@ Checkpoint make_checkpoint(const TrainConfig& cfg, const TrainModel& m, AdamW& o
 }
 
 // Mean cross-entropy over a fixed set of validation windows (the same every evaluation).
-double validation_loss(TrainModel& m, const TokenShards& val, const TrainConfig& cfg, const TrainOptions& topt,
-                       ThreadPool& pool) {
+double validation_loss(TrainModel& m, const TokenShards& val, const TrainConfig& cfg,
+                       const TrainOptions& topt, ThreadPool& pool) {
   std::vector<int32_t> tokens;
   double sum = 0.0;
   for (int64_t i = 0; i < cfg.eval_batches; ++i) {
@@ -124,8 +124,9 @@ TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) 
 
   TokenShards train_data(cfg.data, "train"), val_data(cfg.data, "val");
   if (cfg.model.n_vocab == 0) cfg.model.n_vocab = train_data.vocab_size();
-  MOE_CHECK(cfg.model.n_vocab >= static_cast<int64_t>(train_data.vocab_size()), "train: the model's vocabulary (",
-            cfg.model.n_vocab, ") is smaller than the data's (", train_data.vocab_size(), ")");
+  MOE_CHECK(cfg.model.n_vocab >= static_cast<int64_t>(train_data.vocab_size()),
+            "train: the model's vocabulary (", cfg.model.n_vocab, ") is smaller than the data's (",
+            train_data.vocab_size(), ")");
   MOE_CHECK(train_data.n_windows(cfg.seq_len) > 0 && val_data.n_windows(cfg.seq_len) > 0,
             "train: the data holds no window of seq_len + 1 = ", cfg.seq_len + 1, " tokens");
 
@@ -166,9 +167,11 @@ TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) 
     opt.set_t(st.adam_t);
     scaler.restore(st.loss_scale, st.good_steps);
     if (s.at("config").get<std::string>() != cfg.source_json)
-      std::fprintf(stderr, "train: warning: the config differs from the one %s was saved with\n", path.c_str());
+      std::fprintf(stderr, "train: warning: the config differs from the one %s was saved with\n",
+                   path.c_str());
     truncate_log(log_path, st.step);
-    std::fprintf(stderr, "train: resumed from %s (step %lld)\n", path.c_str(), static_cast<long long>(st.step));
+    std::fprintf(stderr, "train: resumed from %s (step %lld)\n", path.c_str(),
+                 static_cast<long long>(st.step));
   } else {
     std::ofstream(log_path, std::ios::trunc);
   }
@@ -234,7 +237,8 @@ TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) 
       opt.step(m.values().data(), g.data(), decay.data(), lr, &pool);
       if (cfg.balance == Balance::kLossFree) m.update_balance_bias(counts, cfg.bias_gamma);
     } else if (cfg.precision != Precision::kF16) {
-      fail("train: step ", s, ": the gradient is not finite (loss ", loss, "); lower lr or use fp16 loss scaling");
+      fail("train: step ", s, ": the gradient is not finite (loss ", loss,
+           "); lower lr or use fp16 loss scaling");
     }
     st.step = s + 1;
     st.adam_t = opt.t();
@@ -242,12 +246,13 @@ TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) 
     st.good_steps = scaler.good_steps();
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     tokens_done += tokens_per_step;
-    const double tps = static_cast<double>(tokens_done) /
-                       std::chrono::duration<double>(Clock::now() - t_start).count();
+    const double tps =
+        static_cast<double>(tokens_done) / std::chrono::duration<double>(Clock::now() - t_start).count();
     sum.losses.push_back(loss);
 
-    Json rec = {{"step", st.step}, {"loss", loss}, {"aux_loss", aux}, {"lr", lr}, {"grad_norm", gnorm},
-                {"loss_scale", used_scale}, {"skipped", !apply}, {"step_s", dt}};
+    Json rec = {{"step", st.step},   {"loss", loss},       {"aux_loss", aux},
+                {"lr", lr},          {"grad_norm", gnorm}, {"loss_scale", used_scale},
+                {"skipped", !apply}, {"step_s", dt}};
     if (st.step % cfg.log_every == 0 || st.step == end_step) {
       events.scalar("train/loss", st.step, loss);
       events.scalar("train/aux_loss", st.step, aux);
@@ -272,8 +277,8 @@ TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) 
           events.scalar("experts/layer_" + std::to_string(l) + "/expert_" + std::to_string(e), st.step, f);
         }
         // Bucket e counts the slots routed to expert e.
-        events.histogram_counts("experts/layer_" + std::to_string(l) + "/routed_expert", st.step, limits, cnt, 0.0,
-                                static_cast<double>(counts[l].size() - 1), sum_e, sum_e2);
+        events.histogram_counts("experts/layer_" + std::to_string(l) + "/routed_expert", st.step, limits, cnt,
+                                0.0, static_cast<double>(counts[l].size() - 1), sum_e, sum_e2);
         rec["expert_freq"][std::to_string(l)] = freq;
       }
     }
@@ -287,12 +292,15 @@ TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) 
     log.flush();
     if (ro.progress) {
       const double elapsed = std::chrono::duration<double>(Clock::now() - t_start).count();
-      const double eta = elapsed / static_cast<double>(st.step - sum.first_step) *
-                         static_cast<double>(cfg.steps - st.step);
+      const double eta =
+          elapsed / static_cast<double>(st.step - sum.first_step) * static_cast<double>(cfg.steps - st.step);
       draw_progress(st.step, cfg.steps, loss, aux, lr, gnorm, tps, eta);
-      if (eval_now) std::fprintf(stderr, "\n  val loss %.4f at step %lld\n", sum.last_val_loss, static_cast<long long>(st.step));
+      if (eval_now)
+        std::fprintf(stderr, "\n  val loss %.4f at step %lld\n", sum.last_val_loss,
+                     static_cast<long long>(st.step));
     }
-    const bool save = (cfg.checkpoint_every > 0 && st.step % cfg.checkpoint_every == 0) || st.step == end_step;
+    const bool save =
+        (cfg.checkpoint_every > 0 && st.step % cfg.checkpoint_every == 0) || st.step == end_step;
     if (save) {
       events.flush();
       save_checkpoint(make_checkpoint(cfg, m, opt, st), checkpoint_path(ckpt_dir, st.step));
@@ -368,8 +376,12 @@ void export_checkpoint(const std::string& ckpt_path, const std::string& out_gguf
   MOE_CHECK(values.size() == layout.values().size(), ckpt_path, ": holds ", values.size(),
             " parameters; its config needs ", layout.values().size());
   RandomModelOptions opt;
-  MOE_CHECK(type == "f32" || type == "f16" || type == "bf16" || type == "q8_0", "export: --type must be f32, f16, bf16 or q8_0");
-  opt.type = type == "f32" ? DType::F32 : type == "f16" ? DType::F16 : type == "bf16" ? DType::BF16 : DType::Q8_0;
+  MOE_CHECK(type == "f32" || type == "f16" || type == "bf16" || type == "q8_0",
+            "export: --type must be f32, f16, bf16 or q8_0");
+  opt.type = type == "f32"    ? DType::F32
+             : type == "f16"  ? DType::F16
+             : type == "bf16" ? DType::BF16
+                              : DType::Q8_0;
   const std::string tok = s.value("tokenizer", std::string());
   std::unique_ptr<GgufFile> tok_gguf;
   if (!tok.empty()) {

@@ -13,16 +13,16 @@
 namespace moe::train {
 
 struct TrainRunOptions {
-  int threads = 0;            // <= 0: all hardware threads
-  bool resume = false;        // continue from the newest checkpoint in out_dir/checkpoints
-  int64_t stop_after = 0;     // > 0: stop (after checkpointing) once this step is done, as if interrupted
-  bool progress = true;       // the console progress line on stderr
-  bool export_final = true;   // write out_dir/model.gguf at the end
+  int threads = 0;           // <= 0: all hardware threads
+  bool resume = false;       // continue from the newest checkpoint in out_dir/checkpoints
+  int64_t stop_after = 0;    // > 0: stop (after checkpointing) once this step is done, as if interrupted
+  bool progress = true;      // the console progress line on stderr
+  bool export_final = true;  // write out_dir/model.gguf at the end
 };
 
 struct TrainSummary {
-  int64_t first_step = 0;  // 0, or the step resumed from
-  int64_t last_step = 0;   // steps done in total
+  int64_t first_step = 0;                            // 0, or the step resumed from
+  int64_t last_step = 0;                             // steps done in total
   double first_val_loss = 0.0, last_val_loss = 0.0;  // NaN when no evaluation ran
   double tokens_per_s = 0.0;
   int64_t activation_bytes = 0;  // peak per micro-batch

@@ -110,7 +110,8 @@ TEST_F(Trainer, ValidationLossFallsAndExportRunsInTheEngine) {
   const std::string out = *dir_ + "/run_basic";
   const TrainSummary s = run_training(config(out), quiet());
   ASSERT_EQ(s.last_step, 40);
-  std::printf("[   INFO   ] val loss %.4f -> %.4f, %.0f tokens/s\n", s.first_val_loss, s.last_val_loss, s.tokens_per_s);
+  std::printf("[   INFO   ] val loss %.4f -> %.4f, %.0f tokens/s\n", s.first_val_loss, s.last_val_loss,
+              s.tokens_per_s);
   EXPECT_NEAR(s.first_val_loss, std::log(512.0), 0.5);  // an untrained model is near uniform
   EXPECT_LT(s.last_val_loss, s.first_val_loss - 1.0);
   EXPECT_EQ(list_checkpoints(out + "/checkpoints"), (std::vector<int64_t>{30, 40}));  // keep 2
@@ -131,7 +132,8 @@ TEST_F(Trainer, ValidationLossFallsAndExportRunsInTheEngine) {
   // llama.cpp (the npm peer) loads the export and computes the same next-token distributions.
   const std::string src = MOE_SOURCE_DIR;
   if (!fs::exists(src + "/.cache/peers/node_modules/node-llama-cpp/package.json")) {
-    std::printf("[   INFO   ] llama.cpp peer not installed (scripts/install-peers.sh): its check is skipped\n");
+    std::printf(
+        "[   INFO   ] llama.cpp peer not installed (scripts/install-peers.sh): its check is skipped\n");
     return;
   }
   write_npy_f32(out + "/ours.npy", {8, static_cast<int64_t>(ref.size() / 8)}, ref.data());
@@ -142,9 +144,9 @@ TEST_F(Trainer, ValidationLossFallsAndExportRunsInTheEngine) {
                               &log),
             0)
       << log;
-  ASSERT_EQ(test::run_command("node " + src + "/scripts/compare-llama-cpp.mjs " + out + "/ours.npy " + out +
-                                  "/theirs.json",
-                              &log),
+  ASSERT_EQ(test::run_command(
+                "node " + src + "/scripts/compare-llama-cpp.mjs " + out + "/ours.npy " + out + "/theirs.json",
+                &log),
             0)
       << log;
   const Json r = Json::parse(log);
@@ -213,18 +215,20 @@ TEST_F(Trainer, AuxLossEvensTheExpertLoad) {
   run_training(config(on, with), quiet());
   run_training(config(off, without), quiet());
   const double cv_on = load_imbalance(log_of(on), 20), cv_off = load_imbalance(log_of(off), 20);
-  std::printf("[   INFO   ] expert load imbalance (CV over the last 20 steps): aux on %.3f, off %.3f\n", cv_on, cv_off);
+  std::printf("[   INFO   ] expert load imbalance (CV over the last 20 steps): aux on %.3f, off %.3f\n",
+              cv_on, cv_off);
   EXPECT_LT(cv_on, 0.75 * cv_off);
 }
 
 // DeepSeek-V3's loss-free balancing on a sigmoid-routed MLA model: the selection bias alone evens the load.
 TEST_F(Trainer, LossFreeBiasEvensTheExpertLoad) {
   const std::string on = *dir_ + "/run_lossfree", off = *dir_ + "/run_lossfree_off";
-  Json model = {{"arch", "deepseek2"}, {"n_embd", 64},        {"n_layer", 2},       {"n_head", 4},
-                {"n_ff", 96},          {"q_lora_rank", 0},     {"kv_lora_rank", 16}, {"qk_nope_dim", 8},
-                {"rope_dim", 8},       {"head_dim_v", 8},      {"n_expert", 8},      {"n_expert_used", 2},
-                {"n_ff_exp", 32},      {"n_expert_shared", 1}, {"gating", "sigmoid"}, {"expert_weights_norm", true},
-                {"context_length", 32}};
+  Json model = {
+      {"arch", "deepseek2"}, {"n_embd", 64},         {"n_layer", 2},        {"n_head", 4},
+      {"n_ff", 96},          {"q_lora_rank", 0},     {"kv_lora_rank", 16},  {"qk_nope_dim", 8},
+      {"rope_dim", 8},       {"head_dim_v", 8},      {"n_expert", 8},       {"n_expert_used", 2},
+      {"n_ff_exp", 32},      {"n_expert_shared", 1}, {"gating", "sigmoid"}, {"expert_weights_norm", true},
+      {"context_length", 32}};
   Json o = {{"model", model}, {"steps", 60}, {"eval_every", 0}, {"checkpoint_every", 0}, {"lr", 2e-2}};
   Json with = o, without = o;
   with["balance"] = "loss-free";
@@ -233,8 +237,9 @@ TEST_F(Trainer, LossFreeBiasEvensTheExpertLoad) {
   run_training(config(on, with), quiet());
   run_training(config(off, without), quiet());
   const double cv_on = load_imbalance(log_of(on), 20), cv_off = load_imbalance(log_of(off), 20);
-  std::printf("[   INFO   ] expert load imbalance (CV over the last 20 steps): loss-free bias %.3f, none %.3f\n", cv_on,
-              cv_off);
+  std::printf(
+      "[   INFO   ] expert load imbalance (CV over the last 20 steps): loss-free bias %.3f, none %.3f\n",
+      cv_on, cv_off);
   EXPECT_LT(cv_on, 0.75 * cv_off);
   const Checkpoint ck = load_checkpoint(on + "/checkpoints/step_00000060.ckpt");
   ModelConfig mc = parse_train_config(config_json(on, with).dump(), "c", "").model;
@@ -266,8 +271,9 @@ TEST_F(Trainer, EventFileHoldsTheLoggedValues) {
         EXPECT_EQ(v.histo->num, 8.0 * 32 * 2) << v.tag;  // batch 8 x 32 tokens x top-2
       }
     }
-  for (const char* tag : {"train/loss", "train/aux_loss", "train/lr", "train/grad_norm", "train/loss_scale",
-                          "train/tokens_per_s", "val/loss", "experts/layer_0/expert_0", "experts/layer_1/expert_7"})
+  for (const char* tag :
+       {"train/loss", "train/aux_loss", "train/lr", "train/grad_norm", "train/loss_scale",
+        "train/tokens_per_s", "val/loss", "experts/layer_0/expert_0", "experts/layer_1/expert_7"})
     EXPECT_TRUE(scalars.count(tag)) << tag;
   EXPECT_EQ(histograms, 2 * 6);
   for (const Json& r : log_of(out)) {
@@ -283,7 +289,8 @@ TEST_F(Trainer, KillDuringTrainingLeavesALoadableCheckpoint) {
   const std::string out = *dir_ + "/run_kill";
   // Save every step so that the kill very likely lands in or near a save. The run is a separate
   // `moe train` process, killed with SIGKILL at a different moment each trial.
-  const Json j = config_json(out, {{"steps", 400}, {"checkpoint_every", 1}, {"keep_checkpoints", 3}, {"eval_every", 0}});
+  const Json j =
+      config_json(out, {{"steps", 400}, {"checkpoint_every", 1}, {"keep_checkpoints", 3}, {"eval_every", 0}});
   fs::create_directories(out);
   std::ofstream(out + "/run.json") << j.dump();
   const TrainConfig cfg = parse_train_config(j.dump(), "run.json", "");
@@ -293,7 +300,8 @@ TEST_F(Trainer, KillDuringTrainingLeavesALoadableCheckpoint) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       if (trial == 0)
-        execl(moe.c_str(), moe.c_str(), "train", "--config", conf.c_str(), "-q", "-t", "1", static_cast<char*>(nullptr));
+        execl(moe.c_str(), moe.c_str(), "train", "--config", conf.c_str(), "-q", "-t", "1",
+              static_cast<char*>(nullptr));
       else
         execl(moe.c_str(), moe.c_str(), "train", "--config", conf.c_str(), "-q", "-t", "1", "--resume",
               static_cast<char*>(nullptr));
@@ -319,10 +327,12 @@ TEST_F(Trainer, ConfigErrorsNameTheKey) {
   auto err = [](const std::string& json) {
     return test::error_of([&] { parse_train_config(json, "run.json", ""); });
   };
-  EXPECT_NE(err(R"({"model": {}, "data": "d", "bogus": 1})").find("run.json: bogus: unknown key"), std::string::npos);
+  EXPECT_NE(err(R"({"model": {}, "data": "d", "bogus": 1})").find("run.json: bogus: unknown key"),
+            std::string::npos);
   EXPECT_NE(err(R"({"model": {"n_embd": "x"}, "data": "d"})").find("model.n_embd: must be an integer"),
             std::string::npos);
-  EXPECT_NE(err(R"({"model": {}, "data": "d", "micro_batch": 3, "batch": 8})").find("batch"), std::string::npos);
+  EXPECT_NE(err(R"({"model": {}, "data": "d", "micro_batch": 3, "batch": 8})").find("batch"),
+            std::string::npos);
   EXPECT_NE(err(R"({"model": {}, "data": "d", "precision": "fp8"})").find("precision"), std::string::npos);
   EXPECT_NE(err(R"({"model": {}, "data": "d", "balance": "loss-free"})").find("sigmoid"), std::string::npos);
   EXPECT_NE(err("{not json").find("not valid JSON"), std::string::npos);
