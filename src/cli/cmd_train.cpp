@@ -39,11 +39,11 @@ void run_train(const TrainArgs& a) {
   ro.stop_after = a.stop_after;
   ro.progress = !a.quiet;
   const train::TrainSummary s = train::run_training(cfg, ro);
-  std::printf(
-      "steps %lld..%lld, %.0f tokens/s, val loss %.4f -> %.4f, activations %.1f MiB per micro-batch%s\n",
-      static_cast<long long>(s.first_step), static_cast<long long>(s.last_step), s.tokens_per_s,
-      s.first_val_loss, s.last_val_loss, static_cast<double>(s.activation_bytes) / (1 << 20),
-      cfg.activation_checkpointing ? " (checkpointed)" : "");
+  const auto val = [](double v) { return std::isnan(v) ? std::string("-") : std::to_string(v); };
+  std::printf("steps %lld..%lld, %.0f tokens/s, val loss %s -> %s, activations %.1f MiB per micro-batch%s\n",
+              static_cast<long long>(s.first_step), static_cast<long long>(s.last_step), s.tokens_per_s,
+              val(s.first_val_loss).c_str(), val(s.last_val_loss).c_str(),
+              static_cast<double>(s.activation_bytes) / (1 << 20), cfg.activation_checkpointing ? " (checkpointed)" : "");
 }
 
 struct ExportArgs {
