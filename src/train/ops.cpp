@@ -235,15 +235,8 @@ void check_attn(const AttnShape& s) {
   MOE_CHECK(s.dk > 0 && s.dv > 0, "attention: head dims dk ", s.dk, ", dv ", s.dv, " must be positive");
 }
 
-float dot(const float* a, const float* b, int64_t n) {
-  float acc = 0.0f;
-  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
-  return acc;
-}
-
 }  // namespace
 
-// One task per (b, query head): the rows of probs and out it writes belong to it alone.
 // Per (b, head) task: S = scale Q K^T as one GEMM over the whole T x T block, causal softmax over
 // each row's first t + 1 entries (the rest set to 0), O = P V as another GEMM.
 void attention_forward(const AttnShape& s, const float* q, const float* k, const float* v, float* out,

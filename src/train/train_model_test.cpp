@@ -254,8 +254,9 @@ TEST_P(TrainModelVariants, ActivationCheckpointingIsExactAndSmaller) {
   const StepResult ckpt = m.forward_backward(tokens.data(), B, T, opt, 1.0f, 1.0f, pool);
   EXPECT_EQ(full.loss, ckpt.loss);
   EXPECT_TRUE(g_full == m.grads()) << v.name;
-  if (v.c.n_layer >= 2)  // with one layer the recomputed block is all there is to hold
+  if (v.c.n_layer >= 2) {  // with one layer the recomputed block is all there is to hold
     EXPECT_LT(ckpt.activation_bytes, full.activation_bytes) << v.name;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, TrainModelVariants, ::testing::Range<size_t>(0, 4));
