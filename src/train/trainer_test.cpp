@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/npy.h"
+#include "model/decoder.h"
 #include "model/model.h"
 #include "testdata.h"
 #include "tokenizer/load.h"
@@ -321,6 +322,21 @@ TEST_F(Trainer, KillDuringTrainingLeavesALoadableCheckpoint) {
   o.resume = true;
   o.stop_after = list_checkpoints(out + "/checkpoints").back() + 1;
   EXPECT_NO_THROW(run_training(cfg, o));
+}
+
+// Every shipped run config parses, and its model is one the trainer accepts.
+TEST(TrainConfigs, ShippedConfigsAreValid) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(std::string(MOE_SOURCE_DIR) + "/configs/train")) {
+    if (e.path().extension() != ".json") continue;
+    ++n;
+    const TrainConfig cfg = load_train_config(e.path().string());
+    ModelConfig c = cfg.model;
+    if (c.n_vocab == 0) c.n_vocab = 512;
+    EXPECT_NO_THROW(validate_config(c, e.path().string())) << e.path();
+    EXPECT_GT(cfg.steps, 0) << e.path();
+  }
+  EXPECT_GE(n, 3);
 }
 
 TEST_F(Trainer, ConfigErrorsNameTheKey) {
