@@ -386,7 +386,14 @@ void write_model(const ModelConfig& c, const RandomModelOptions& opt, const Tens
   const bool mla = c.is_mla();
   w.set("general.architecture", GgufValue::str(a));
   w.set("general.name", GgufValue::str(c.name.empty() ? "random " + a : c.name));
-  w.set("general.file_type", GgufValue::u32(opt.type == DType::F32 ? 0 : opt.type == DType::F16 ? 1 : 7));
+  // llama.cpp's llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32.
+  const uint32_t ftype = opt.type == DType::F32    ? 0
+                         : opt.type == DType::F16  ? 1
+                         : opt.type == DType::BF16 ? 32
+                                                   : 7;
+  MOE_CHECK(opt.type == DType::F32 || opt.type == DType::F16 || opt.type == DType::BF16 || opt.type == DType::Q8_0,
+            "write_model: matrices of type ", dtype_name(opt.type), " are not supported (f32, f16, bf16, q8_0)");
+  w.set("general.file_type", GgufValue::u32(ftype));
   w.set(p + "context_length", GgufValue::u32(static_cast<uint32_t>(c.n_ctx_train)));
   w.set(p + "embedding_length", GgufValue::u32(static_cast<uint32_t>(c.n_embd)));
   w.set(p + "block_count", GgufValue::u32(static_cast<uint32_t>(c.n_layer)));
