@@ -6,7 +6,7 @@ JOBS     ?= $(shell nproc)
 TESTDATA ?= $(abspath ../shared/testdata)
 MODEL    ?= models/moe-mini/moe-mini.gguf
 PROMPT   ?= The history of
-CODE_PROMPT ?= def main(
+CODE_PROMPT ?= import os\nimport sys\n\n\ndef
 SERVE    ?= 1
 PORT     ?= 8080
 MOE      := $(BUILD)/bin/moe
@@ -32,7 +32,7 @@ build: deps
 run: build
 	$(MOE) run -m $(MODEL) -p "$(PROMPT)" -n 120 --temp 0.8 --seed 42
 	@echo
-	$(MOE) run -m $(MODEL) -p "$(CODE_PROMPT)" -n 80 --temp 0.6 --seed 42
+	$(MOE) run -m $(MODEL) -p "$$(printf '%b' '$(CODE_PROMPT)')" -n 100 --temp 0.6 --seed 42
 	@echo
 	@if [ "$(SERVE)" = 1 ] && [ -t 0 ]; then \
 	  echo "serving $(MODEL): chat page at http://127.0.0.1:$(PORT)/ (OpenAI API under /v1), Ctrl-C stops"; \
