@@ -14,7 +14,8 @@ using Vec = std::vector<float>;
 
 Vec zeros(int64_t n) { return Vec(static_cast<size_t>(n), 0.0f); }
 
-// Rounds v to the precision's storage type and back (f32: unchanged copy).
+}  // namespace
+
 void round_to(Precision pr, const float* src, float* dst, int64_t n) {
   if (pr == Precision::kBf16) {
     for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(fp32_to_bf16(src[i]));
@@ -22,8 +23,6 @@ void round_to(Precision pr, const float* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(fp32_to_fp16(src[i]));
   }
 }
-
-}  // namespace
 
 void linear_fwd(Precision pr, const float* x, const float* w, float* y, int64_t n, int64_t in, int64_t out) {
   if (pr == Precision::kF32) return linear_forward(x, w, y, n, in, out);

@@ -68,6 +68,9 @@ void layer_forward(const LayerCtx& ctx, const LayerParams& p, LayerActs* acts, f
 void layer_backward(const LayerCtx& ctx, const LayerParams& p, const LayerParams& g, const LayerActs& acts,
                     float aux_dscale, float* dx);
 
+// dst = src rounded to bf16 / fp16 and back (precision kBf16 / kF16); src and dst may alias.
+void round_to(Precision pr, const float* src, float* dst, int64_t n);
+
 // y = x W^T in the given precision (operands rounded to bf16/fp16, f32 accumulate).
 void linear_fwd(Precision pr, const float* x, const float* w, float* y, int64_t n, int64_t in, int64_t out);
 void linear_bwd(Precision pr, const float* dy, const float* x, const float* w, float* dx, float* dw,

@@ -208,9 +208,7 @@ struct TrainModel::Impl {
     if (pr == Precision::kF32) return w;
     for (const ParamInfo& p : m.info_) {
       if (!p.decay) continue;
-      float* v = w.data() + p.offset;
-      for (int64_t i = 0; i < p.size; ++i)
-        v[i] = pr == Precision::kBf16 ? bf16_to_fp32(fp32_to_bf16(v[i])) : fp16_to_fp32(fp32_to_fp16(v[i]));
+      round_to(pr, w.data() + p.offset, w.data() + p.offset, p.size);
     }
     return w;
   }

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -112,6 +113,47 @@ void truncate_log(const std::string& path, int64_t step) {
   write_file_atomic(path, kept.data(), kept.size());
 }
 
+TrainOptions train_options(const TrainConfig& cfg) {
+  TrainOptions t;
+  t.aux_alpha = cfg.balance == Balance::kAux ? cfg.aux_alpha : 0.0f;
+  t.checkpoint_activations = cfg.activation_checkpointing;
+  t.precision = cfg.precision;
+  return t;
+}
+
+struct Accumulated {
+  double loss = 0.0, aux = 0.0;              // means over the micro-batches
+  int64_t activation_bytes = 0;              // peak of one micro-batch
+  std::vector<std::vector<int64_t>> counts;  // routed slots per layer and expert, summed
+};
+
+// The gradients of one optimizer step: zeroes them, then runs forward and backward over the
+// batch / micro_batch micro-batches that fill(a, &tokens) provides, each weighted by 1 / their count,
+// the loss multiplied by loss_scale.
+Accumulated accumulate_gradients(TrainModel& m, const TrainConfig& cfg, const TrainOptions& topt,
+                                 float loss_scale, ThreadPool& pool,
+                                 const std::function<void(int64_t, std::vector<int32_t>*)>& fill) {
+  const int64_t accum = cfg.batch / cfg.micro_batch;
+  Accumulated acc;
+  acc.counts.resize(static_cast<size_t>(m.config().n_layer));
+  std::vector<int32_t> tokens;
+  m.zero_grads();
+  for (int64_t a = 0; a < accum; ++a) {
+    fill(a, &tokens);
+    const StepResult r = m.forward_backward(tokens.data(), cfg.micro_batch, cfg.seq_len, topt,
+                                            1.0f / static_cast<float>(accum), loss_scale, pool);
+    acc.loss += r.loss / static_cast<double>(accum);
+    acc.aux += r.aux / static_cast<double>(accum);
+    acc.activation_bytes = std::max(acc.activation_bytes, r.activation_bytes);
+    for (size_t l = 0; l < r.expert_counts.size(); ++l) {
+      if (r.expert_counts[l].empty()) continue;
+      acc.counts[l].resize(r.expert_counts[l].size(), 0);
+      for (size_t e = 0; e < r.expert_counts[l].size(); ++e) acc.counts[l][e] += r.expert_counts[l][e];
+    }
+  }
+  return acc;
+}
+
 }  // namespace
 
 TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) {
@@ -177,15 +219,11 @@ TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) 
   }
   sum.first_step = st.step;
 
-  TrainOptions topt;
-  topt.aux_alpha = cfg.balance == Balance::kAux ? cfg.aux_alpha : 0.0f;
-  topt.checkpoint_activations = cfg.activation_checkpointing;
-  topt.precision = cfg.precision;
+  const TrainOptions topt = train_options(cfg);
   const int64_t accum = cfg.batch / cfg.micro_batch;
   const int64_t tokens_per_step = cfg.batch * cfg.seq_len;
   EventWriter events((fs::path(cfg.out_dir) / "tb").string());
   std::ofstream log(log_path, std::ios::app);
-  const ModelConfig& mc = m.config();
   std::fprintf(stderr,
                "train: %lld parameters, %lld steps of %lld sequences x %lld tokens (%lld micro-batches), %s, "
                "%d threads\n",
@@ -206,22 +244,13 @@ TrainSummary run_training(const TrainConfig& cfg_in, const TrainRunOptions& ro) 
   while (st.step < end_step) {
     const auto t0 = Clock::now();
     const int64_t s = st.step;
-    m.zero_grads();
-    double loss = 0.0, aux = 0.0;
-    std::vector<std::vector<int64_t>> counts(static_cast<size_t>(mc.n_layer));
-    for (int64_t a = 0; a < accum; ++a) {
-      train_data.batch(cfg.seed, s * accum + a, cfg.micro_batch, cfg.seq_len, &tokens);
-      const StepResult r = m.forward_backward(tokens.data(), cfg.micro_batch, cfg.seq_len, topt,
-                                              1.0f / static_cast<float>(accum), scaler.scale(), pool);
-      loss += r.loss / static_cast<double>(accum);
-      aux += r.aux / static_cast<double>(accum);
-      sum.activation_bytes = std::max(sum.activation_bytes, r.activation_bytes);
-      for (size_t l = 0; l < r.expert_counts.size(); ++l) {
-        if (r.expert_counts[l].empty()) continue;
-        counts[l].resize(r.expert_counts[l].size(), 0);
-        for (size_t e = 0; e < r.expert_counts[l].size(); ++e) counts[l][e] += r.expert_counts[l][e];
-      }
-    }
+    const Accumulated acc = accumulate_gradients(
+        m, cfg, topt, scaler.scale(), pool, [&](int64_t a, std::vector<int32_t>* tokens) {
+          train_data.batch(cfg.seed, s * accum + a, cfg.micro_batch, cfg.seq_len, tokens);
+        });
+    const double loss = acc.loss, aux = acc.aux;
+    const std::vector<std::vector<int64_t>>& counts = acc.counts;
+    sum.activation_bytes = std::max(sum.activation_bytes, acc.activation_bytes);
     std::vector<float>& g = m.grads();
     if (scaler.scale() != 1.0f) {
       const float inv = 1.0f / scaler.scale();
@@ -329,27 +358,21 @@ TrainBench bench_training(const TrainConfig& cfg, int64_t steps, int threads) {
   const int64_t n = static_cast<int64_t>(m.values().size());
   AdamW opt(n, cfg.adamw);
   const std::vector<uint8_t> decay = m.decay_mask();
-  TrainOptions topt;
-  topt.aux_alpha = cfg.balance == Balance::kAux ? cfg.aux_alpha : 0.0f;
-  topt.checkpoint_activations = cfg.activation_checkpointing;
-  topt.precision = cfg.precision;
-  const int64_t accum = cfg.batch / cfg.micro_batch;
-  std::vector<int32_t> tokens(static_cast<size_t>(cfg.micro_batch * (cfg.seq_len + 1)));
+  const TrainOptions topt = train_options(cfg);
   uint64_t x = cfg.seed * 0x9E3779B97F4A7C15ull + 1;
   TrainBench b;
   Clock::time_point t0;
   for (int64_t s = 0; s <= steps; ++s) {
     if (s == 1) t0 = Clock::now();  // step 0 warms caches and allocators
-    m.zero_grads();
-    for (int64_t a = 0; a < accum; ++a) {
-      for (int32_t& t : tokens) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        t = static_cast<int32_t>(x % static_cast<uint64_t>(cfg.model.n_vocab));
-      }
-      const StepResult r = m.forward_backward(tokens.data(), cfg.micro_batch, cfg.seq_len, topt,
-                                              1.0f / static_cast<float>(accum), 1.0f, pool);
-      b.activation_bytes = std::max(b.activation_bytes, r.activation_bytes);
-    }
+    const Accumulated acc =
+        accumulate_gradients(m, cfg, topt, 1.0f, pool, [&](int64_t, std::vector<int32_t>* tokens) {
+          tokens->resize(static_cast<size_t>(cfg.micro_batch * (cfg.seq_len + 1)));
+          for (int32_t& t : *tokens) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            t = static_cast<int32_t>(x % static_cast<uint64_t>(cfg.model.n_vocab));
+          }
+        });
+    b.activation_bytes = std::max(b.activation_bytes, acc.activation_bytes);
     const double norm = global_norm(m.grads().data(), n, &pool);
     clip_by_global_norm(m.grads().data(), n, norm, cfg.grad_clip);
     opt.step(m.values().data(), m.grads().data(), decay.data(), cfg.lr, &pool);
