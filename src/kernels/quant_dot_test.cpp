@@ -124,10 +124,10 @@ void check_type(DType t, const std::vector<int64_t>& n_ins) {
 }
 
 TEST(QuantDot, Q8_0EveryIsaAndLayoutEqualsReference) {
-  check_type(DType::Q8_0, {32, 64, 96, 224, 256, 288, 704, 1056});
+  check_type(DType::Q8_0, {32, 64, 96, 128, 160, 224, 256, 288, 704, 1056});
 }
 TEST(QuantDot, Q4_0EveryIsaAndLayoutEqualsReference) {
-  check_type(DType::Q4_0, {32, 64, 96, 224, 256, 288, 704, 1056});
+  check_type(DType::Q4_0, {32, 64, 96, 128, 160, 224, 256, 288, 704, 1056});
 }
 TEST(QuantDot, Q4_KEveryIsaEqualsReference) { check_type(DType::Q4_K, {256, 512, 2304}); }
 TEST(QuantDot, Q5_KEveryIsaEqualsReference) { check_type(DType::Q5_K, {256, 512, 2304}); }

@@ -131,19 +131,36 @@ MOE_ALWAYS_INLINE __m256 group_scales(const uint8_t* row, int64_t g, int kb) {
   return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
 }
 
+// Lanes below kb of a final group of kb < 8 blocks (all ones), the rest 0. The tail's per-block
+// values are read with masked loads: nothing past the row is read, and no store-forwarding stall
+// follows as it would after filling a zero-padded copy.
+MOE_ALWAYS_INLINE __m256i tail_lanes(int kb) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(kb), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The weight scales of a final group of kb < 8 blocks (0 from lane kb on).
+template <bool kQ4, bool kGrouped>
+MOE_ALWAYS_INLINE __m256 tail_scales(const uint8_t* row, int64_t g, int kb, __m256i lanes) {
+  if constexpr (kGrouped) {
+    // The kb scales are followed by the group's quants (16 bytes or more), so 16 bytes may be read.
+    const __m128i keep = _mm_packs_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
+    const uint8_t* base = row + static_cast<size_t>(g) * 8 * (kQ4 ? kQ4Bytes : kQ8Bytes);
+    return _mm256_cvtph_ps(_mm_and_si128(load128(base), keep));
+  } else {
+    return group_scales<kQ4, kGrouped, false>(row, g, kb);
+  }
+}
+
 // The final group g of kb < 8 blocks of one row against one token (xq, xd, xa: the token's
 // activation rows), accumulated into acc; missing lanes add fma(0, 0, .) as the reference does.
 template <bool kQ4, bool kGrouped>
 MOE_ALWAYS_INLINE void tail_group(const uint8_t* w, int64_t g, int kb, const int8_t* xq, const float* xd,
                                   const int32_t* xa, __m256& acc) {
-  alignas(32) float dxb[8] = {};
-  alignas(32) int32_t auxb[8] = {};
-  __builtin_memcpy(dxb, xd + 8 * g, sizeof(float) * kb);
-  __builtin_memcpy(auxb, xa + 8 * g, sizeof(int32_t) * kb);
-  const __m256 dw = group_scales<kQ4, kGrouped, false>(w, g, kb);
+  const __m256i lanes = tail_lanes(kb);
+  const __m256 dw = tail_scales<kQ4, kGrouped>(w, g, kb, lanes);
   __m256i sums = group_sums<kQ4, kGrouped, false>(w, g, kb, xq + 256 * g);
-  if constexpr (kQ4) sums = _mm256_sub_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(auxb)));
-  acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_load_ps(dxb)), _mm256_cvtepi32_ps(sums), acc);
+  if constexpr (kQ4) sums = _mm256_sub_epi32(sums, _mm256_maskload_epi32(xa + 8 * g, lanes));
+  acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_maskload_ps(xd + 8 * g, lanes)), _mm256_cvtepi32_ps(sums), acc);
 }
 
 // y for rows [r, r + R) and tokens [t0, t0 + T): per group, the weights' scales are read once
@@ -204,29 +221,38 @@ void tile32(const QMatmulArgs& a, int64_t r, int64_t t0) {
   for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r + i] = reduce8(acc[i][j]);
 }
 
-// The sums of a full group for T tokens at once: each block's weights are loaded and unpacked
-// once for all the tokens (prompt processing). Integer sums are exact, so the order in which
-// lanes are combined does not matter; lane k holds block 8g + k as in group_sums.
-template <bool kQ4, bool kGrouped, int T>
+// The sums of group g for T tokens at once: each block's weights are loaded and unpacked once
+// for all the tokens (prompt processing). Integer sums are exact, so the order in which lanes are
+// combined does not matter; lane k holds block 8g + k as in group_sums (0 from kb on; kFull: kb
+// is 8).
+template <bool kQ4, bool kGrouped, int kKb, int T>
 MOE_ALWAYS_INLINE void group_sums_multi(const uint8_t* row, int64_t g, const int8_t* const (&x)[T],
                                         __m256i (&out)[T]) {
   constexpr size_t kBytes = kQ4 ? kQ4Bytes : kQ8Bytes;
+  constexpr bool kFull = kKb == 8;
+  constexpr int kb = kKb;
   const uint8_t* base = row + static_cast<size_t>(g) * 8 * kBytes;
+  const uint8_t* q = base + 2 * kb;  // the grouped layout's quants
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   __m256i h0[T], a[T];
   MOE_UNROLL
   for (int p = 0; p < 4; ++p) {
-    __m256i w0, w1;  // blocks 2p and 2p + 1: Q8_0 signed values, Q4_0 nibbles 0..15
+    const bool have0 = 2 * p < kb, have1 = 2 * p + 1 < kb;
+    __m256i w0 = _mm256_setzero_si256(), w1 = _mm256_setzero_si256();  // blocks 2p, 2p + 1
     if constexpr (!kQ4) {
-      w0 = kGrouped ? load256(base + 16 + 64 * p) : load256(base + (2 * p) * kBytes + 2);
-      w1 = kGrouped ? load256(base + 16 + 64 * p + 32) : load256(base + (2 * p + 1) * kBytes + 2);
+      if (have0) w0 = kGrouped ? load256(q + 64 * p) : load256(base + (2 * p) * kBytes + 2);
+      if (have1) w1 = kGrouped ? load256(q + 64 * p + 32) : load256(base + (2 * p + 1) * kBytes + 2);
     } else if constexpr (kGrouped) {
-      const __m256i v = load256(base + 16 + 32 * p);
-      w0 = _mm256_and_si256(v, m4);
-      w1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      if (have1) {
+        const __m256i v = load256(q + 32 * p);
+        w0 = _mm256_and_si256(v, m4);
+        w1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      } else if (have0) {
+        w0 = unpack_q4_0(q + 32 * p);
+      }
     } else {
-      w0 = unpack_q4_0(base + (2 * p) * kBytes + 2);
-      w1 = unpack_q4_0(base + (2 * p + 1) * kBytes + 2);
+      if (have0) w0 = unpack_q4_0(base + (2 * p) * kBytes + 2);
+      if (have1) w1 = unpack_q4_0(base + (2 * p + 1) * kBytes + 2);
     }
     __m256i a0 = w0, a1 = w1;
     if constexpr (!kQ4) {
@@ -235,7 +261,9 @@ MOE_ALWAYS_INLINE void group_sums_multi(const uint8_t* row, int64_t g, const int
     }
     MOE_UNROLL
     for (int j = 0; j < T; ++j) {
-      __m256i x0 = load256(x[j] + 64 * p), x1 = load256(x[j] + 64 * p + 32);
+      // Past the end of a tail group the weights are 0 and x is not read.
+      __m256i x0 = have0 ? load256(x[j] + 64 * p) : _mm256_setzero_si256();
+      __m256i x1 = have1 ? load256(x[j] + 64 * p + 32) : _mm256_setzero_si256();
       if constexpr (!kQ4) {
         x0 = _mm256_sign_epi8(x0, w0);
         x1 = _mm256_sign_epi8(x1, w1);
@@ -252,6 +280,26 @@ MOE_ALWAYS_INLINE void group_sums_multi(const uint8_t* row, int64_t g, const int
                                   _mm256_permute2x128_si256(a[j], b, 0x31));
       }
     }
+  }
+}
+
+// The final group g of kKb < 8 blocks of one row against T tokens, accumulated into acc; lanes
+// from kKb on add fma(0, 0, .) as the reference does.
+template <bool kQ4, bool kGrouped, int kKb, int T>
+MOE_ALWAYS_INLINE void tail_multi(const uint8_t* w, int64_t g, const int8_t* const (&xq)[T],
+                                  const float* const (&xd)[T], const int32_t* const (&xa)[T], __m256 (&acc)[T]) {
+  const __m256i lanes = tail_lanes(kKb);
+  const __m256 dw = tail_scales<kQ4, kGrouped>(w, g, kKb, lanes);
+  const int8_t* xg[T];
+  MOE_UNROLL
+  for (int j = 0; j < T; ++j) xg[j] = xq[j] + 256 * g;
+  __m256i sums[T];
+  group_sums_multi<kQ4, kGrouped, kKb, T>(w, g, xg, sums);
+  MOE_UNROLL
+  for (int j = 0; j < T; ++j) {
+    if constexpr (kQ4) sums[j] = _mm256_sub_epi32(sums[j], _mm256_maskload_epi32(xa[j] + 8 * g, lanes));
+    const __m256 dx = _mm256_maskload_ps(xd[j] + 8 * g, lanes);
+    acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(sums[j]), acc[j]);
   }
 }
 
@@ -278,7 +326,7 @@ void tile32_multi(const QMatmulArgs& a, int64_t r, int64_t t0) {
     MOE_UNROLL
     for (int j = 0; j < T; ++j) xg[j] = xq[j] + 256 * g;
     __m256i sums[T];
-    group_sums_multi<kQ4, kGrouped, T>(w, g, xg, sums);
+    group_sums_multi<kQ4, kGrouped, 8, T>(w, g, xg, sums);
     MOE_UNROLL
     for (int j = 0; j < T; ++j) {
       if constexpr (kQ4) sums[j] = _mm256_sub_epi32(sums[j], load256(xa[j] + 8 * g));
@@ -286,9 +334,15 @@ void tile32_multi(const QMatmulArgs& a, int64_t r, int64_t t0) {
                                acc[j]);
     }
   }
-  if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) {
-    MOE_UNROLL
-    for (int j = 0; j < T; ++j) tail_group<kQ4, kGrouped>(w, full, kb, xq[j], xd[j], xa[j], acc[j]);
+  switch (nb - 8 * full) {
+    case 1: tail_multi<kQ4, kGrouped, 1, T>(w, full, xq, xd, xa, acc); break;
+    case 2: tail_multi<kQ4, kGrouped, 2, T>(w, full, xq, xd, xa, acc); break;
+    case 3: tail_multi<kQ4, kGrouped, 3, T>(w, full, xq, xd, xa, acc); break;
+    case 4: tail_multi<kQ4, kGrouped, 4, T>(w, full, xq, xd, xa, acc); break;
+    case 5: tail_multi<kQ4, kGrouped, 5, T>(w, full, xq, xd, xa, acc); break;
+    case 6: tail_multi<kQ4, kGrouped, 6, T>(w, full, xq, xd, xa, acc); break;
+    case 7: tail_multi<kQ4, kGrouped, 7, T>(w, full, xq, xd, xa, acc); break;
+    default: break;
   }
   MOE_UNROLL
   for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r] = reduce8(acc[j]);
@@ -305,21 +359,26 @@ void qmatmul32_layout(const QMatmulArgs& a, int64_t r0, int64_t r1) {
     for (; r < r1; ++r) tile32<kQ4, kGrouped, 1, 1>(a, r, 0);
     return;
   }
-  for (int64_t r = r0; r < r1; ++r) {
+  constexpr int64_t kRowBlock = 16;
+  for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
+    const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
     int64_t t0 = 0;
-    for (; t0 + 4 <= nt; t0 += 4) tile32_multi<kQ4, kGrouped, 4>(a, r, t0);
-    switch (nt - t0) {
-      case 3:
-        tile32_multi<kQ4, kGrouped, 3>(a, r, t0);
-        break;
-      case 2:
-        tile32_multi<kQ4, kGrouped, 2>(a, r, t0);
-        break;
-      case 1:
-        tile32<kQ4, kGrouped, 1, 1>(a, r, t0);
-        break;
-      default:
-        break;
+    for (; t0 + 4 <= nt; t0 += 4)
+      for (int64_t r = rb; r < re; ++r) tile32_multi<kQ4, kGrouped, 4>(a, r, t0);
+    for (int64_t r = rb; r < re; ++r) {
+      switch (nt - t0) {
+        case 3:
+          tile32_multi<kQ4, kGrouped, 3>(a, r, t0);
+          break;
+        case 2:
+          tile32_multi<kQ4, kGrouped, 2>(a, r, t0);
+          break;
+        case 1:
+          tile32<kQ4, kGrouped, 1, 1>(a, r, t0);
+          break;
+        default:
+          break;
+      }
     }
   }
 }
