@@ -143,6 +143,10 @@ const Activations::Quantized& Activations::quantized(DType act) const {
     q.d.resize(static_cast<size_t>(n_tokens_ * ref::act_d_per_row(act, n_in_)));
     q.aux.resize(static_cast<size_t>(n_tokens_ * ref::act_aux_per_row(act, n_in_)));
     ref::quantize_acts(act, x_, n_tokens_, n_in_, q.qs.data(), q.d.data(), q.aux.data());
+    if (!k) {
+      q.qs_grouped.resize(static_cast<size_t>(n_tokens_ * ref::grouped_act_row(n_in_)));
+      ref::interleave_acts(q.qs.data(), n_tokens_, n_in_, q.qs_grouped.data());
+    }
     have = true;
   }
   return q;
@@ -187,7 +191,8 @@ std::function<void(int64_t, int64_t)> matmul_job(const Tensor& w, const Activati
     const ref::QMatmulArgs qa{static_cast<const uint8_t*>(w.data),
                               w.nb[1],
                               w.grouped,
-                              ref::QuantizedActsView{q.qs.data(), q.d.data(), q.aux.data(), n_in, n_tokens},
+                              ref::QuantizedActsView{q.qs.data(), q.d.data(), q.aux.data(), n_in, n_tokens,
+                                                     q.qs_grouped.empty() ? nullptr : q.qs_grouped.data()},
                               y,
                               n_out};
     const cpu::QMatmulRowsFn qfn = qmatmul_fn(w.type);

@@ -40,6 +40,7 @@ class Activations {
     std::vector<int8_t> qs;    // [n_tokens, n_in]
     std::vector<float> d;      // [n_tokens, n_in / block]
     std::vector<int32_t> aux;  // see kernels/ref/quant_dot.h
+    std::vector<int8_t> qs_grouped;  // Q8_0: [n_tokens, ref::grouped_act_row(n_in)]
   };
   const Quantized& quantized(DType act) const;
   // Makes the form a weight of type w needs now, so that threads may then share this object.

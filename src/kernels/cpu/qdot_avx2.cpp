@@ -54,11 +54,18 @@ MOE_ALWAYS_INLINE __m256i lane_sums8(const __m256i (&v)[8]) {
 
 // ---- Q8_0 and Q4_0 weights against Q8_0 activations -------------------------------------------
 //
-// Work goes by groups of 8 blocks: each block's products are summed to 8 int32 lanes
-// (maddubs + madd), the 8 blocks' lanes are reduced to one vector holding block b's sum in
-// lane b, and that vector is scaled and accumulated with one multiply and one fma. Rows may be
-// in GGUF's layout or the grouped one (ref/quant_dot.h), which lets the 8 scales load at once
-// and Q4_0 unpack two blocks per load.
+// Work goes by groups of 8 blocks; per group, one vector holds block k's integer sum in lane k,
+// and it is scaled and accumulated with one multiply and one fma (the reference's order).
+//
+// Grouped rows (ref/quant_dot.h) are the fast path: weights and activations are interleaved in
+// 4-element steps, so maddubs over one step of every block leaves block k's partial sums in
+// lane k (int16 pairs; madd turns them into int32). No horizontal reduction is needed. Q4_0
+// sums stay in int16 over the whole group: a step's lane is at most 2 * 15 * 127 and 8 steps
+// sum to at most 30480 (activations are in [-127, 127], see quantize_acts). Q8_0 products
+// (|w| up to 128) need int32 after every step.
+//
+// Rows in GGUF's layout (MOE_REPACK=0) take a plainer path: each block's products summed to 8
+// int32 lanes, the 8 blocks' lanes reduced by a transposing add.
 
 MOE_ALWAYS_INLINE __m256i madd_ones(__m256i p16) { return _mm256_madd_epi16(p16, _mm256_set1_epi16(1)); }
 
@@ -76,98 +83,72 @@ MOE_ALWAYS_INLINE __m256i unpack_q4_0(const uint8_t* q) {
 constexpr size_t kQ8Bytes = 34, kQ4Bytes = 18;
 constexpr int64_t kPrefetchBlocks = 512;
 
-// The integer sums of blocks 8g .. 8g + kb - 1 of one row against one token (x: the token's
-// quants from block 8g on), lane k for block 8g + k; lanes from kb on are 0. For Q4_0 these are
-// sums of q * x with q in 0..15 (the caller subtracts 8 * sum(x)).
-template <bool kQ4, bool kGrouped, bool kFull>
-MOE_ALWAYS_INLINE __m256i group_sums(const uint8_t* row, int64_t g, int kb, const int8_t* x) {
-  constexpr size_t kBytes = kQ4 ? kQ4Bytes : kQ8Bytes;
-  if constexpr (kFull) kb = 8;
-  const uint8_t* base = row + static_cast<size_t>(g) * 8 * kBytes;
-  __m256i m[8];
-  MOE_UNROLL
-  for (int k = 0; k < 8; ++k) m[k] = _mm256_setzero_si256();
-  if constexpr (!kQ4) {
-    MOE_UNROLL
-    for (int k = 0; k < 8; ++k) {
-      if (kFull || k < kb) {
-        const __m256i w = kGrouped ? load256(base + 2 * kb + 32 * k) : load256(base + k * kBytes + 2);
-        m[k] = dot_s8(w, load256(x + 32 * k));
-      }
-    }
-  } else if constexpr (kGrouped) {
-    const uint8_t* q = base + 2 * kb;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    MOE_UNROLL
-    for (int k = 0; k < 8; k += 2) {
-      if (kFull || k + 1 < kb) {
-        const __m256i v = load256(q + 16 * k);
-        m[k] = madd_ones(_mm256_maddubs_epi16(_mm256_and_si256(v, m4), load256(x + 32 * k)));
-        m[k + 1] = madd_ones(
-            _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), load256(x + 32 * k + 32)));
-      } else if (k < kb) {
-        m[k] = madd_ones(_mm256_maddubs_epi16(unpack_q4_0(q + 16 * k), load256(x + 32 * k)));
-      }
-    }
-  } else {
-    MOE_UNROLL
-    for (int k = 0; k < 8; ++k) {
-      if (kFull || k < kb)
-        m[k] = madd_ones(_mm256_maddubs_epi16(unpack_q4_0(base + k * kBytes + 2), load256(x + 32 * k)));
-    }
-  }
-  return lane_sums8(m);
-}
-
-// The 8 fp16 weight scales of group g as f32 (0 from lane kb on).
-template <bool kQ4, bool kGrouped, bool kFull>
-MOE_ALWAYS_INLINE __m256 group_scales(const uint8_t* row, int64_t g, int kb) {
-  constexpr size_t kBytes = kQ4 ? kQ4Bytes : kQ8Bytes;
-  const uint8_t* base = row + static_cast<size_t>(g) * 8 * kBytes;
-  if constexpr (kGrouped && kFull) return _mm256_cvtph_ps(load128(base));
-  alignas(16) uint16_t h[8] = {};
-  for (int k = 0; k < (kFull ? 8 : kb); ++k)
-    __builtin_memcpy(&h[k], kGrouped ? base + 2 * k : base + k * kBytes, 2);
-  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
-}
-
-// Lanes below kb of a final group of kb < 8 blocks (all ones), the rest 0. The tail's per-block
-// values are read with masked loads: nothing past the row is read, and no store-forwarding stall
-// follows as it would after filling a zero-padded copy.
+// Lanes below kb (all ones), the rest 0. A final group of kb < 8 blocks is read with masked
+// loads: nothing past the row is read, and no store-forwarding stall follows as it would after
+// filling a zero-padded copy.
 MOE_ALWAYS_INLINE __m256i tail_lanes(int kb) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(kb), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// The weight scales of a final group of kb < 8 blocks (0 from lane kb on).
-template <bool kQ4, bool kGrouped>
-MOE_ALWAYS_INLINE __m256 tail_scales(const uint8_t* row, int64_t g, int kb, __m256i lanes) {
-  if constexpr (kGrouped) {
-    // The kb scales are followed by the group's quants (16 bytes or more), so 16 bytes may be read.
-    const __m128i keep = _mm_packs_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
-    const uint8_t* base = row + static_cast<size_t>(g) * 8 * (kQ4 ? kQ4Bytes : kQ8Bytes);
-    return _mm256_cvtph_ps(_mm_and_si128(load128(base), keep));
+// ---- grouped rows
+
+// Without this, GCC reassociates a group's integer sums into a tree over all its products and
+// spills those to the stack; accumulating in program order keeps everything in registers.
+MOE_ALWAYS_INLINE void keep_in_register(__m256i& v) { __asm__("" : "+x"(v)); }
+
+// The integer sums of one group of kb blocks (kFull: 8) of one row against T tokens. q: the
+// group's quants; x[j]: token j's grouped activations for the group (256 bytes, zeros past the
+// row's end). Lane k of out[j] is block k's sum (0 from kb on); for Q4_0, of q * x with q in
+// 0..15 (the caller subtracts 8 * sum(x)).
+template <bool kQ4, bool kFull, int T>
+MOE_ALWAYS_INLINE void grouped_sums(const uint8_t* q, int kb, const int8_t* const (&x)[T], __m256i (&out)[T]) {
+  if constexpr (kFull) kb = 8;
+  const __m256i lanes = kFull ? _mm256_set1_epi32(-1) : tail_lanes(kb);
+  auto load_step = [&](int s) {  // step s of the kb blocks (Q4_0: steps s and s + 4 as nibbles)
+    return kFull ? load256(q + 32 * s)
+                 : _mm256_maskload_epi32(reinterpret_cast<const int*>(q + 4 * kb * s), lanes);
+  };
+  if constexpr (kQ4) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i p[T];
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) p[j] = _mm256_setzero_si256();
+    MOE_UNROLL
+    for (int v = 0; v < 4; ++v) {
+      const __m256i wv = load_step(v);
+      const __m256i lo = _mm256_and_si256(wv, m4), hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
+      MOE_UNROLL
+      for (int j = 0; j < T; ++j) {
+        p[j] = _mm256_add_epi16(p[j], _mm256_maddubs_epi16(lo, load256(x[j] + 32 * v)));
+        p[j] = _mm256_add_epi16(p[j], _mm256_maddubs_epi16(hi, load256(x[j] + 32 * v + 128)));
+        keep_in_register(p[j]);
+      }
+    }
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) out[j] = madd_ones(p[j]);
   } else {
-    return group_scales<kQ4, kGrouped, false>(row, g, kb);
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) out[j] = _mm256_setzero_si256();
+    MOE_UNROLL
+    for (int s = 0; s < 8; ++s) {
+      const __m256i w = load_step(s);
+      const __m256i aw = _mm256_abs_epi8(w);
+      MOE_UNROLL
+      for (int j = 0; j < T; ++j) {
+        out[j] = _mm256_add_epi32(
+            out[j], madd_ones(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(load256(x[j] + 32 * s), w))));
+        keep_in_register(out[j]);
+      }
+    }
   }
 }
 
-// The final group g of kb < 8 blocks of one row against one token (xq, xd, xa: the token's
-// activation rows), accumulated into acc; missing lanes add fma(0, 0, .) as the reference does.
-template <bool kQ4, bool kGrouped>
-MOE_ALWAYS_INLINE void tail_group(const uint8_t* w, int64_t g, int kb, const int8_t* xq, const float* xd,
-                                  const int32_t* xa, __m256& acc) {
-  const __m256i lanes = tail_lanes(kb);
-  const __m256 dw = tail_scales<kQ4, kGrouped>(w, g, kb, lanes);
-  __m256i sums = group_sums<kQ4, kGrouped, false>(w, g, kb, xq + 256 * g);
-  if constexpr (kQ4) sums = _mm256_sub_epi32(sums, _mm256_maskload_epi32(xa + 8 * g, lanes));
-  acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_maskload_ps(xd + 8 * g, lanes)), _mm256_cvtepi32_ps(sums), acc);
-}
-
-// y for rows [r, r + R) and tokens [t0, t0 + T): per group, the weights' scales are read once
-// per row and the quants once from memory (then from L1 for the other tokens).
-template <bool kQ4, bool kGrouped, int R, int T>
-void tile32(const QMatmulArgs& a, int64_t r, int64_t t0) {
-  const int64_t n_in = a.x.n_in, nb = n_in / 32;
+// y for rows [r, r + R) and tokens [t0, t0 + T) of grouped rows: each group's weights are loaded
+// once for the T tokens, and the tokens' activations once for the R rows.
+template <bool kQ4, int R, int T>
+void grouped_tile(const QMatmulArgs& a, int64_t r, int64_t t0) {
+  constexpr size_t kBytes = kQ4 ? kQ4Bytes : kQ8Bytes;
+  const int64_t n_in = a.x.n_in, nb = n_in / 32, xrow = (n_in + 255) / 256 * 256;
   __m256 acc[R][T];
   MOE_UNROLL
   for (int i = 0; i < R; ++i) MOE_UNROLL
@@ -180,183 +161,69 @@ void tile32(const QMatmulArgs& a, int64_t r, int64_t t0) {
   const int32_t* xa[T];
   MOE_UNROLL
   for (int j = 0; j < T; ++j) {
-    xq[j] = a.x.qs + (t0 + j) * n_in;
+    xq[j] = a.x.qs_grouped + (t0 + j) * xrow;
     xd[j] = a.x.d + (t0 + j) * nb;
     xa[j] = a.x.aux + (t0 + j) * nb;
   }
+  // One group: scales dw[i], lanes of xd/xa selected by `lanes` (all for a full group).
+  auto group = [&]<bool kFull>(int64_t g, int kb) {
+    const __m256i lanes = kFull ? _mm256_set1_epi32(-1) : tail_lanes(kb);
+    const int8_t* xg[T];
+    __m256 dx[T];
+    __m256i ax[T];
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) {
+      xg[j] = xq[j] + 256 * g;
+      dx[j] = kFull ? _mm256_loadu_ps(xd[j] + 8 * g) : _mm256_maskload_ps(xd[j] + 8 * g, lanes);
+      if constexpr (kQ4)
+        ax[j] = kFull ? load256(xa[j] + 8 * g) : _mm256_maskload_epi32(xa[j] + 8 * g, lanes);
+    }
+    MOE_UNROLL
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* base = w[i] + static_cast<size_t>(g) * 8 * kBytes;
+      // A tail's kb scales are followed by its quants (16 bytes or more): 16 bytes may be read.
+      __m128i h = load128(base);
+      if constexpr (!kFull)
+        h = _mm_and_si128(h, _mm_packs_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1)));
+      const __m256 dw = _mm256_cvtph_ps(h);
+      __m256i sums[T];
+      grouped_sums<kQ4, kFull, T>(base + 2 * kb, kb, xg, sums);
+      MOE_UNROLL
+      for (int j = 0; j < T; ++j) {
+        if constexpr (kQ4) sums[j] = _mm256_sub_epi32(sums[j], ax[j]);
+        acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx[j]), _mm256_cvtepi32_ps(sums[j]), acc[i][j]);
+      }
+    }
+  };
   const int64_t full = nb / 8;
   for (int64_t g = 0; g < full; ++g) {
     // Streams from DRAM run at a fraction of the bandwidth on the hardware prefetcher alone.
     MOE_UNROLL
     for (int i = 0; i < R; ++i) {
-      const char* p =
-          reinterpret_cast<const char*>(w[i]) + (g * 8 + kPrefetchBlocks) * (kQ4 ? kQ4Bytes : kQ8Bytes);
+      const char* p = reinterpret_cast<const char*>(w[i]) + (g * 8 + kPrefetchBlocks) * kBytes;
       _mm_prefetch(p, _MM_HINT_T0);
       _mm_prefetch(p + 64, _MM_HINT_T0);
       if constexpr (!kQ4)
         _mm_prefetch(p + 128, _MM_HINT_T0), _mm_prefetch(p + 192, _MM_HINT_T0),
             _mm_prefetch(p + 256, _MM_HINT_T0);
     }
-    __m256 dw[R];
-    MOE_UNROLL
-    for (int i = 0; i < R; ++i) dw[i] = group_scales<kQ4, kGrouped, true>(w[i], g, 8);
-    MOE_UNROLL
-    for (int j = 0; j < T; ++j) {
-      const __m256 dx = _mm256_loadu_ps(xd[j] + 8 * g);
-      MOE_UNROLL
-      for (int i = 0; i < R; ++i) {
-        __m256i sums = group_sums<kQ4, kGrouped, true>(w[i], g, 8, xq[j] + 256 * g);
-        if constexpr (kQ4) sums = _mm256_sub_epi32(sums, load256(xa[j] + 8 * g));
-        acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw[i], dx), _mm256_cvtepi32_ps(sums), acc[i][j]);
-      }
-    }
+    group.template operator()<true>(g, 8);
   }
-  if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) {
-    MOE_UNROLL
-    for (int j = 0; j < T; ++j) MOE_UNROLL
-    for (int i = 0; i < R; ++i) tail_group<kQ4, kGrouped>(w[i], full, kb, xq[j], xd[j], xa[j], acc[i][j]);
-  }
+  if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) group.template operator()<false>(full, kb);
   MOE_UNROLL
   for (int i = 0; i < R; ++i) MOE_UNROLL
   for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r + i] = reduce8(acc[i][j]);
 }
 
-// The sums of group g for T tokens at once: each block's weights are loaded and unpacked once
-// for all the tokens (prompt processing). Integer sums are exact, so the order in which lanes are
-// combined does not matter; lane k holds block 8g + k as in group_sums (0 from kb on; kFull: kb
-// is 8).
-template <bool kQ4, bool kGrouped, int kKb, int T>
-MOE_ALWAYS_INLINE void group_sums_multi(const uint8_t* row, int64_t g, const int8_t* const (&x)[T],
-                                        __m256i (&out)[T]) {
-  constexpr size_t kBytes = kQ4 ? kQ4Bytes : kQ8Bytes;
-  constexpr bool kFull = kKb == 8;
-  constexpr int kb = kKb;
-  const uint8_t* base = row + static_cast<size_t>(g) * 8 * kBytes;
-  const uint8_t* q = base + 2 * kb;  // the grouped layout's quants
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  __m256i h0[T], a[T];
-  MOE_UNROLL
-  for (int p = 0; p < 4; ++p) {
-    const bool have0 = 2 * p < kb, have1 = 2 * p + 1 < kb;
-    __m256i w0 = _mm256_setzero_si256(), w1 = _mm256_setzero_si256();  // blocks 2p, 2p + 1
-    if constexpr (!kQ4) {
-      if (have0) w0 = kGrouped ? load256(q + 64 * p) : load256(base + (2 * p) * kBytes + 2);
-      if (have1) w1 = kGrouped ? load256(q + 64 * p + 32) : load256(base + (2 * p + 1) * kBytes + 2);
-    } else if constexpr (kGrouped) {
-      if (have1) {
-        const __m256i v = load256(q + 32 * p);
-        w0 = _mm256_and_si256(v, m4);
-        w1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-      } else if (have0) {
-        w0 = unpack_q4_0(q + 32 * p);
-      }
-    } else {
-      if (have0) w0 = unpack_q4_0(base + (2 * p) * kBytes + 2);
-      if (have1) w1 = unpack_q4_0(base + (2 * p + 1) * kBytes + 2);
-    }
-    __m256i a0 = w0, a1 = w1;
-    if constexpr (!kQ4) {
-      a0 = _mm256_abs_epi8(w0);
-      a1 = _mm256_abs_epi8(w1);
-    }
-    MOE_UNROLL
-    for (int j = 0; j < T; ++j) {
-      // Past the end of a tail group the weights are 0 and x is not read.
-      __m256i x0 = have0 ? load256(x[j] + 64 * p) : _mm256_setzero_si256();
-      __m256i x1 = have1 ? load256(x[j] + 64 * p + 32) : _mm256_setzero_si256();
-      if constexpr (!kQ4) {
-        x0 = _mm256_sign_epi8(x0, w0);
-        x1 = _mm256_sign_epi8(x1, w1);
-      }
-      const __m256i h =
-          _mm256_hadd_epi32(madd_ones(_mm256_maddubs_epi16(a0, x0)), madd_ones(_mm256_maddubs_epi16(a1, x1)));
-      if (p % 2 == 0) {
-        h0[j] = h;
-      } else if (p == 1) {
-        a[j] = _mm256_hadd_epi32(h0[j], h);
-      } else {
-        const __m256i b = _mm256_hadd_epi32(h0[j], h);
-        out[j] = _mm256_add_epi32(_mm256_permute2x128_si256(a[j], b, 0x20),
-                                  _mm256_permute2x128_si256(a[j], b, 0x31));
-      }
-    }
-  }
-}
-
-// The final group g of kKb < 8 blocks of one row against T tokens, accumulated into acc; lanes
-// from kKb on add fma(0, 0, .) as the reference does.
-template <bool kQ4, bool kGrouped, int kKb, int T>
-MOE_ALWAYS_INLINE void tail_multi(const uint8_t* w, int64_t g, const int8_t* const (&xq)[T],
-                                  const float* const (&xd)[T], const int32_t* const (&xa)[T], __m256 (&acc)[T]) {
-  const __m256i lanes = tail_lanes(kKb);
-  const __m256 dw = tail_scales<kQ4, kGrouped>(w, g, kKb, lanes);
-  const int8_t* xg[T];
-  MOE_UNROLL
-  for (int j = 0; j < T; ++j) xg[j] = xq[j] + 256 * g;
-  __m256i sums[T];
-  group_sums_multi<kQ4, kGrouped, kKb, T>(w, g, xg, sums);
-  MOE_UNROLL
-  for (int j = 0; j < T; ++j) {
-    if constexpr (kQ4) sums[j] = _mm256_sub_epi32(sums[j], _mm256_maskload_epi32(xa[j] + 8 * g, lanes));
-    const __m256 dx = _mm256_maskload_ps(xd[j] + 8 * g, lanes);
-    acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(sums[j]), acc[j]);
-  }
-}
-
-// One row against tokens [t0, t0 + T) (prompt processing).
-template <bool kQ4, bool kGrouped, int T>
-void tile32_multi(const QMatmulArgs& a, int64_t r, int64_t t0) {
-  const int64_t n_in = a.x.n_in, nb = n_in / 32;
-  __m256 acc[T];
-  const int8_t* xq[T];
-  const float* xd[T];
-  const int32_t* xa[T];
-  MOE_UNROLL
-  for (int j = 0; j < T; ++j) {
-    acc[j] = _mm256_setzero_ps();
-    xq[j] = a.x.qs + (t0 + j) * n_in;
-    xd[j] = a.x.d + (t0 + j) * nb;
-    xa[j] = a.x.aux + (t0 + j) * nb;
-  }
-  const uint8_t* w = a.w + static_cast<size_t>(r) * a.row_stride;
-  const int64_t full = nb / 8;
-  for (int64_t g = 0; g < full; ++g) {
-    const __m256 dw = group_scales<kQ4, kGrouped, true>(w, g, 8);
-    const int8_t* xg[T];
-    MOE_UNROLL
-    for (int j = 0; j < T; ++j) xg[j] = xq[j] + 256 * g;
-    __m256i sums[T];
-    group_sums_multi<kQ4, kGrouped, 8, T>(w, g, xg, sums);
-    MOE_UNROLL
-    for (int j = 0; j < T; ++j) {
-      if constexpr (kQ4) sums[j] = _mm256_sub_epi32(sums[j], load256(xa[j] + 8 * g));
-      acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_loadu_ps(xd[j] + 8 * g)), _mm256_cvtepi32_ps(sums[j]),
-                               acc[j]);
-    }
-  }
-  switch (nb - 8 * full) {
-    case 1: tail_multi<kQ4, kGrouped, 1, T>(w, full, xq, xd, xa, acc); break;
-    case 2: tail_multi<kQ4, kGrouped, 2, T>(w, full, xq, xd, xa, acc); break;
-    case 3: tail_multi<kQ4, kGrouped, 3, T>(w, full, xq, xd, xa, acc); break;
-    case 4: tail_multi<kQ4, kGrouped, 4, T>(w, full, xq, xd, xa, acc); break;
-    case 5: tail_multi<kQ4, kGrouped, 5, T>(w, full, xq, xd, xa, acc); break;
-    case 6: tail_multi<kQ4, kGrouped, 6, T>(w, full, xq, xd, xa, acc); break;
-    case 7: tail_multi<kQ4, kGrouped, 7, T>(w, full, xq, xd, xa, acc); break;
-    default: break;
-  }
-  MOE_UNROLL
-  for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r] = reduce8(acc[j]);
-}
-
-// Decode (one token): 2 rows at a time. Batches: one row against 4 tokens at a time, rows
-// outermost, so a row stays in L1 while every token passes over it.
-template <bool kQ4, bool kGrouped>
-void qmatmul32_layout(const QMatmulArgs& a, int64_t r0, int64_t r1) {
+// Decode (one token): 2 rows at a time. Batches: rows in blocks of 16 (in L1) under tiles of 4
+// tokens, each row against the tile's 4 tokens.
+template <bool kQ4>
+void grouped_rows(const QMatmulArgs& a, int64_t r0, int64_t r1) {
   const int64_t nt = a.x.n_tokens;
   if (nt == 1) {
     int64_t r = r0;
-    for (; r + 2 <= r1; r += 2) tile32<kQ4, kGrouped, 2, 1>(a, r, 0);
-    for (; r < r1; ++r) tile32<kQ4, kGrouped, 1, 1>(a, r, 0);
+    for (; r + 2 <= r1; r += 2) grouped_tile<kQ4, 2, 1>(a, r, 0);
+    for (; r < r1; ++r) grouped_tile<kQ4, 1, 1>(a, r, 0);
     return;
   }
   constexpr int64_t kRowBlock = 16;
@@ -364,17 +231,17 @@ void qmatmul32_layout(const QMatmulArgs& a, int64_t r0, int64_t r1) {
     const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
     int64_t t0 = 0;
     for (; t0 + 4 <= nt; t0 += 4)
-      for (int64_t r = rb; r < re; ++r) tile32_multi<kQ4, kGrouped, 4>(a, r, t0);
+      for (int64_t r = rb; r < re; ++r) grouped_tile<kQ4, 1, 4>(a, r, t0);
     for (int64_t r = rb; r < re; ++r) {
       switch (nt - t0) {
         case 3:
-          tile32_multi<kQ4, kGrouped, 3>(a, r, t0);
+          grouped_tile<kQ4, 1, 3>(a, r, t0);
           break;
         case 2:
-          tile32_multi<kQ4, kGrouped, 2>(a, r, t0);
+          grouped_tile<kQ4, 1, 2>(a, r, t0);
           break;
         case 1:
-          tile32<kQ4, kGrouped, 1, 1>(a, r, t0);
+          grouped_tile<kQ4, 1, 1>(a, r, t0);
           break;
         default:
           break;
@@ -383,13 +250,81 @@ void qmatmul32_layout(const QMatmulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
+// ---- rows in GGUF's layout
+
+// The integer sums of blocks 8g .. 8g + kb - 1 of one row against one token (x: the token's
+// quants from block 8g on), lane k for block 8g + k; lanes from kb on are 0. For Q4_0 these are
+// sums of q * x with q in 0..15 (the caller subtracts 8 * sum(x)).
+template <bool kQ4, bool kFull>
+MOE_ALWAYS_INLINE __m256i gguf_sums(const uint8_t* row, int64_t g, int kb, const int8_t* x) {
+  constexpr size_t kBytes = kQ4 ? kQ4Bytes : kQ8Bytes;
+  if constexpr (kFull) kb = 8;
+  const uint8_t* base = row + static_cast<size_t>(g) * 8 * kBytes;
+  __m256i m[8];
+  MOE_UNROLL
+  for (int k = 0; k < 8; ++k) {
+    m[k] = _mm256_setzero_si256();
+    if (kFull || k < kb) {
+      if constexpr (kQ4) {
+        m[k] = madd_ones(_mm256_maddubs_epi16(unpack_q4_0(base + k * kBytes + 2), load256(x + 32 * k)));
+      } else {
+        m[k] = dot_s8(load256(base + k * kBytes + 2), load256(x + 32 * k));
+      }
+    }
+  }
+  return lane_sums8(m);
+}
+
+// The 8 fp16 weight scales of group g as f32 (0 from lane kb on).
+template <bool kQ4>
+MOE_ALWAYS_INLINE __m256 gguf_scales(const uint8_t* row, int64_t g, int kb) {
+  constexpr size_t kBytes = kQ4 ? kQ4Bytes : kQ8Bytes;
+  const uint8_t* base = row + static_cast<size_t>(g) * 8 * kBytes;
+  alignas(16) uint16_t h[8] = {};
+  for (int k = 0; k < kb; ++k) __builtin_memcpy(&h[k], base + k * kBytes, 2);
+  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+}
+
+// One row against one token.
+template <bool kQ4>
+float gguf_dot(const QMatmulArgs& a, int64_t r, int64_t t) {
+  const int64_t n_in = a.x.n_in, nb = n_in / 32, full = nb / 8;
+  const uint8_t* w = a.w + static_cast<size_t>(r) * a.row_stride;
+  const int8_t* xq = a.x.qs + t * n_in;
+  const float* xd = a.x.d + t * nb;
+  const int32_t* xa = a.x.aux + t * nb;
+  __m256 acc = _mm256_setzero_ps();
+  auto group = [&]<bool kFull>(int64_t g, int kb) {
+    const __m256i lanes = kFull ? _mm256_set1_epi32(-1) : tail_lanes(kb);
+    __m256i sums = gguf_sums<kQ4, kFull>(w, g, kb, xq + 256 * g);
+    if constexpr (kQ4) sums = _mm256_sub_epi32(sums, _mm256_maskload_epi32(xa + 8 * g, lanes));
+    const __m256 dx = _mm256_maskload_ps(xd + 8 * g, lanes);
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(gguf_scales<kQ4>(w, g, kb), dx), _mm256_cvtepi32_ps(sums), acc);
+  };
+  for (int64_t g = 0; g < full; ++g) {
+    const char* p = reinterpret_cast<const char*>(w) + (g * 8 + kPrefetchBlocks) * (kQ4 ? kQ4Bytes : kQ8Bytes);
+    _mm_prefetch(p, _MM_HINT_T0);
+    _mm_prefetch(p + 64, _MM_HINT_T0);
+    if constexpr (!kQ4)
+      _mm_prefetch(p + 128, _MM_HINT_T0), _mm_prefetch(p + 192, _MM_HINT_T0), _mm_prefetch(p + 256, _MM_HINT_T0);
+    group.template operator()<true>(g, 8);
+  }
+  if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) group.template operator()<false>(full, kb);
+  return reduce8(acc);
+}
+
 template <bool kQ4>
 void qmatmul32(const QMatmulArgs& a, int64_t r0, int64_t r1) {
-  if (a.grouped) {
-    qmatmul32_layout<kQ4, true>(a, r0, r1);
-  } else {
-    qmatmul32_layout<kQ4, false>(a, r0, r1);
+  if (a.grouped && a.x.qs_grouped != nullptr) {
+    grouped_rows<kQ4>(a, r0, r1);
+    return;
   }
+  if (a.grouped) {  // activations without the grouped form: the reference reads both layouts
+    ref::qmatmul_rows(kQ4 ? DType::Q4_0 : DType::Q8_0, a, r0, r1);
+    return;
+  }
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t t = 0; t < a.x.n_tokens; ++t) a.y[t * a.n_out + r] = gguf_dot<kQ4>(a, r, t);
 }
 
 // ---- K-quants against Q8_K activations ---------------------------------------------------------

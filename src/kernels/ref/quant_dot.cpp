@@ -33,7 +33,7 @@ float reduce8(const float acc[8]) {
 // Block b of a Q8_0 / Q4_0 row in either layout: its fp16 scale and its 32 values.
 template <bool kQ4>
 void block_values(const uint8_t* row, bool grouped, int64_t nb, int64_t b, uint16_t* d, int32_t v[32]) {
-  constexpr size_t kBytes = kQ4 ? 18 : 34, kQuant = kBytes - 2;
+  constexpr size_t kBytes = kQ4 ? 18 : 34;
   if (!grouped) {
     const uint8_t* blk = row + static_cast<size_t>(b) * kBytes;
     std::memcpy(d, blk, 2);
@@ -46,14 +46,14 @@ void block_values(const uint8_t* row, bool grouped, int64_t nb, int64_t b, uint1
   const uint8_t* base = row + static_cast<size_t>(g) * 8 * kBytes;
   std::memcpy(d, base + 2 * k, 2);
   const uint8_t* q = base + 2 * kb;
-  if (!kQ4) {
-    for (int i = 0; i < 32; ++i) v[i] = static_cast<int8_t>(q[32 * k + i]);
-  } else if (k % 2 == 0 && k + 1 == kb) {  // unpaired final block: GGUF's order
-    const uint8_t* p = q + kQuant * k;
-    for (int i = 0; i < 32; ++i) v[i] = (i < 16 ? (p[i] & 15) : (p[i - 16] >> 4)) - 8;
-  } else {
-    const uint8_t* p = q + 32 * (k / 2);
-    for (int i = 0; i < 32; ++i) v[i] = (k % 2 == 0 ? (p[i] & 15) : (p[i] >> 4)) - 8;
+  for (int i = 0; i < 32; ++i) {
+    if (!kQ4) {
+      v[i] = static_cast<int8_t>(q[(i / 4) * 4 * kb + 4 * k + i % 4]);
+    } else {
+      const int j = i % 16;
+      const uint8_t byte = q[(j / 4) * 4 * kb + 4 * k + j % 4];
+      v[i] = (i < 16 ? (byte & 15) : (byte >> 4)) - 8;
+    }
   }
 }
 
@@ -192,7 +192,7 @@ void group_rows(DType t, const uint8_t* src, size_t row_stride, int64_t n_rows, 
   MOE_CHECK((t == DType::Q8_0 || t == DType::Q4_0) && n_in % 32 == 0, "group_rows: ", dtype_name(t),
             " rows of ", n_in);
   const bool q4 = t == DType::Q4_0;
-  const size_t bytes = q4 ? 18 : 34, quant = bytes - 2;
+  const size_t bytes = q4 ? 18 : 34;
   const int64_t nb = n_in / 32;
   for (int64_t r = 0; r < n_rows; ++r) {
     const uint8_t* in = src + static_cast<size_t>(r) * row_stride;
@@ -202,21 +202,27 @@ void group_rows(DType t, const uint8_t* src, size_t row_stride, int64_t n_rows, 
       const uint8_t* blk = in + static_cast<size_t>(8 * g) * bytes;
       uint8_t* base = out + static_cast<size_t>(8 * g) * bytes;
       uint8_t* q = base + 2 * kb;
-      for (int64_t k = 0; k < kb; ++k) std::memcpy(base + 2 * k, blk + k * bytes, 2);
-      if (!q4) {
-        for (int64_t k = 0; k < kb; ++k) std::memcpy(q + quant * k, blk + k * bytes + 2, quant);
-        continue;
+      for (int64_t k = 0; k < kb; ++k) {
+        const uint8_t* b = blk + k * bytes;
+        std::memcpy(base + 2 * k, b, 2);
+        for (int i = 0; i < (q4 ? 16 : 32); ++i)  // GGUF Q4_0: byte i = element i | element 16 + i
+          q[(i / 4) * 4 * kb + 4 * k + i % 4] = b[2 + i];
       }
-      for (int64_t k = 0; k + 1 < kb; k += 2) {
-        const uint8_t* a = blk + k * bytes + 2;
-        const uint8_t* b = blk + (k + 1) * bytes + 2;
-        for (int i = 0; i < 32; ++i) {
-          const int lo = i < 16 ? (a[i] & 15) : (a[i - 16] >> 4);
-          const int hi = i < 16 ? (b[i] & 15) : (b[i - 16] >> 4);
-          q[16 * k + i] = static_cast<uint8_t>(lo | (hi << 4));
-        }
-      }
-      if (kb % 2 == 1) std::memcpy(q + quant * (kb - 1), blk + (kb - 1) * bytes + 2, quant);
+    }
+  }
+}
+
+int64_t grouped_act_row(int64_t n_in) { return (n_in + 255) / 256 * 256; }
+
+void interleave_acts(const int8_t* qs, int64_t n_tokens, int64_t n_in, int8_t* out) {
+  const int64_t row = grouped_act_row(n_in);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int8_t* in = qs + t * n_in;
+    int8_t* o = out + t * row;
+    std::memset(o, 0, static_cast<size_t>(row));
+    for (int64_t i = 0; i < n_in; ++i) {
+      const int64_t b = i / 32, e = i % 32;
+      o[(b / 8) * 256 + (e / 4) * 32 + (b % 8) * 4 + e % 4] = in[i];
     }
   }
 }

@@ -35,6 +35,9 @@ struct QuantizedActsView {
   const int32_t* aux;
   int64_t n_in;
   int64_t n_tokens;
+  // Q8_0 only, may be null: qs in the grouped order (interleave_acts) that SIMD kernels use with
+  // grouped weights; row t starts at qs_grouped + t * grouped_act_row(n_in).
+  const int8_t* qs_grouped = nullptr;
 };
 
 // One matmul over quantized activations: y[t][r] for rows [r0, r1) and every token; row r of
@@ -62,12 +65,20 @@ void quantize_acts(DType act, const float* x, int64_t n_tokens, int64_t n_in, in
                    int32_t* aux);
 
 // The grouped layout of a Q8_0 / Q4_0 row: the same bytes as GGUF's, regrouped per 8 blocks
-// (the last group may hold fewer, k) as [k fp16 scales][k blocks of quants], so that the
-// scales of a group load at once. Q8_0 quants are unchanged. Q4_0 quants of blocks 2i, 2i+1 of
-// a group share 32 bytes: byte j holds element j of block 2i in its low nibble and of block
-// 2i+1 in its high nibble; a final unpaired block keeps GGUF's 16 bytes.
+// (the last group may hold fewer, kb) as [kb fp16 scales][quants], the quants interleaved in
+// 4-element steps so that one 32-byte load holds a step of every block of the group (and a
+// maddubs + madd leaves block k's partial sum in lane k, with no horizontal reduction):
+//   Q8_0: byte s * 4kb + 4k + e = element 4s + e of block k (s < 8, k < kb, e < 4);
+//   Q4_0: byte v * 4kb + 4k + e holds element 4v + e of block k in its low nibble and element
+//         16 + 4v + e in its high nibble (v < 4).
 // Rows of src (row_stride apart) are written contiguously to dst.
 void group_rows(DType t, const uint8_t* src, size_t row_stride, int64_t n_rows, int64_t n_in, uint8_t* dst);
+
+// Length of a row of Q8_0 activations in the grouped order: n_in rounded up to whole groups (256).
+int64_t grouped_act_row(int64_t n_in);
+// Q8_0 activation quants (qs: [n_tokens, n_in]) in the grouped order: per group of 8 blocks, byte
+// s * 32 + 4k + e = element 4s + e of block k; blocks past the row's end are zeros.
+void interleave_acts(const int8_t* qs, int64_t n_tokens, int64_t n_in, int8_t* out);
 
 // The reference: rows [r0, r1) of weights of type w_type (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K).
 void qmatmul_rows(DType w_type, const QMatmulArgs& a, int64_t r0, int64_t r1);
