@@ -143,10 +143,11 @@ MOE_ALWAYS_INLINE void grouped_sums(const uint8_t* q, int kb, const int8_t* cons
   }
 }
 
-// y for rows [r, r + R) and tokens [t0, t0 + T) of grouped rows: each group's weights are loaded
-// once for the T tokens, and the tokens' activations once for the R rows.
+// y for rows r, r + step, ..., r + (R - 1) * step and tokens [t0, t0 + T) of grouped rows: each
+// group's weights are loaded once for the T tokens, and the tokens' activations once for the R
+// rows.
 template <bool kQ4, int R, int T>
-void grouped_tile(const QMatmulArgs& a, int64_t r, int64_t t0) {
+void grouped_tile(const QMatmulArgs& a, int64_t r, int64_t t0, int64_t step = 1) {
   constexpr size_t kBytes = kQ4 ? kQ4Bytes : kQ8Bytes;
   const int64_t n_in = a.x.n_in, nb = n_in / 32, xrow = (n_in + 255) / 256 * 256;
   __m256 acc[R][T];
@@ -155,7 +156,7 @@ void grouped_tile(const QMatmulArgs& a, int64_t r, int64_t t0) {
   for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
   const uint8_t* w[R];
   MOE_UNROLL
-  for (int i = 0; i < R; ++i) w[i] = a.w + static_cast<size_t>(r + i) * a.row_stride;
+  for (int i = 0; i < R; ++i) w[i] = a.w + static_cast<size_t>(r + i * step) * a.row_stride;
   const int8_t* xq[T];
   const float* xd[T];
   const int32_t* xa[T];
@@ -212,16 +213,23 @@ void grouped_tile(const QMatmulArgs& a, int64_t r, int64_t t0) {
   if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) group.template operator()<false>(full, kb);
   MOE_UNROLL
   for (int i = 0; i < R; ++i) MOE_UNROLL
-  for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r + i] = reduce8(acc[i][j]);
+  for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r + i * step] = reduce8(acc[i][j]);
 }
 
-// Decode (one token): 2 rows at a time. Batches: rows in blocks of 16 (in L1) under tiles of 4
-// tokens, each row against the tile's 4 tokens.
+// Decode (one token): the rows split into kDecodeStreams stretches read side by side, one row of
+// each at a time. One core pulls far more bandwidth from several distant sequential streams
+// than from one (measured here: 65536 x 1024 Q4_0, 1 stream 7.6 GB/s, 4 streams 15-19 GB/s);
+// the hardware prefetcher runs ahead on each. Batches: rows in blocks of 16 (in L1) under tiles
+// of 4 tokens, each row against the tile's 4 tokens.
+constexpr int kDecodeStreams = 4;
+
 template <bool kQ4>
 void grouped_rows(const QMatmulArgs& a, int64_t r0, int64_t r1) {
   const int64_t nt = a.x.n_tokens;
   if (nt == 1) {
-    int64_t r = r0;
+    const int64_t per = (r1 - r0) / kDecodeStreams;
+    for (int64_t k = 0; k < per; ++k) grouped_tile<kQ4, kDecodeStreams, 1>(a, r0 + k, 0, per);
+    int64_t r = r0 + kDecodeStreams * per;
     for (; r + 2 <= r1; r += 2) grouped_tile<kQ4, 2, 1>(a, r, 0);
     for (; r < r1; ++r) grouped_tile<kQ4, 1, 1>(a, r, 0);
     return;
