@@ -96,8 +96,22 @@ uint64_t sum_words(const uint64_t* p, int64_t n) {
   return sum_words_generic(p, n);
 }
 
+// The same sum with the range read as kMembwStreams stretches side by side, 512 bytes of each in
+// turn: a core reaches more bandwidth over several sequential streams than over one, and the
+// decode kernels read weights that way (kernels/cpu/qdot_avx2.cpp).
+constexpr int64_t kMembwStreams = 4;
+uint64_t sum_words_streams(const uint64_t* p, int64_t n) {
+  constexpr int64_t kChunk = 64;  // words
+  const int64_t per = n / kMembwStreams / kChunk * kChunk;
+  uint64_t total = 0;
+  for (int64_t off = 0; off < per; off += kChunk)
+    for (int64_t s = 0; s < kMembwStreams; ++s) total += sum_words(p + s * per + off, kChunk);
+  return total + sum_words(p + kMembwStreams * per, n - kMembwStreams * per);
+}
+
 // Read bandwidth in GB/s (1e9 bytes): a buffer of mib MiB, first written by the threads that will
-// read it, then each thread sums its contiguous share; the best of `passes` full passes.
+// read it, then each thread sums its contiguous share, as one stream and as several; the best of
+// `passes` full passes of each.
 double measure_membw(ThreadPool& pool, int64_t mib, int passes = 5) {
   const int64_t n = mib * (int64_t{1} << 20) / static_cast<int64_t>(sizeof(uint64_t));
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -122,11 +136,14 @@ double measure_membw(ThreadPool& pool, int64_t mib, int passes = 5) {
       kGrain);
   std::vector<uint64_t> partial(static_cast<size_t>(pool.size()), 0);
   double best = 0.0;
-  for (int pass = 0; pass < passes; ++pass) {
+  for (int pass = 0; pass < 2 * passes; ++pass) {
+    const bool streams = pass % 2 == 1;
     const auto t0 = Clock::now();
     pool.run(
         n,
-        [&](int ti, int64_t b, int64_t e) { partial[static_cast<size_t>(ti)] += sum_words(data + b, e - b); },
+        [&](int ti, int64_t b, int64_t e) {
+          partial[static_cast<size_t>(ti)] += streams ? sum_words_streams(data + b, e - b) : sum_words(data + b, e - b);
+        },
         kGrain);
     const double s = seconds_since(t0);
     if (s > 0) best = std::max(best, static_cast<double>(n) * sizeof(uint64_t) / s / 1e9);
@@ -189,7 +206,7 @@ void run_membw(const BenchArgs& a) {
     j["buffer_mib"] = mib;
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("memory read bandwidth: %.1f GB/s (%d threads, %lld MiB buffer, best of 5 passes)\n", gbs,
+    std::printf("memory read bandwidth: %.1f GB/s (%d threads, %lld MiB buffer, best of 5 passes, 1 or 4 streams)\n", gbs,
                 pool.size(), static_cast<long long>(mib));
   }
 }
