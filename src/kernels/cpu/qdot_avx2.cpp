@@ -336,135 +336,164 @@ void qmatmul32(const QMatmulArgs& a, int64_t r0, int64_t r1) {
 }
 
 // ---- K-quants against Q8_K activations ---------------------------------------------------------
+//
+// One super-block at a time, as the reference orders the float steps; the integer sums (quants,
+// and the scale/min corrections over the activations' 16-element sums) are exact in any order.
+// Decode reads kDecodeStreams rows side by side, one super-block of each in turn.
 
-// The 8 (scale, min) pairs of a Q4_K/Q5_K block (get_scale_min_k4 for every j).
-MOE_ALWAYS_INLINE void k4_scales(const uint8_t* q, uint8_t sc[8], uint8_t m[8]) {
-  for (int j = 0; j < 4; ++j) {
-    sc[j] = q[j] & 63;
-    m[j] = q[j + 4] & 63;
-  }
-  for (int j = 4; j < 8; ++j) {
-    sc[j] = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    m[j] = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
+// int16 lanes all equal to element e of a 128-bit int16 vector broadcast to both halves.
+MOE_ALWAYS_INLINE __m256i bcast16(__m256i v, int e) {
+  return _mm256_shuffle_epi8(v, _mm256_set1_epi16(static_cast<int16_t>((2 * e) | ((2 * e + 1) << 8))));
 }
 
-// Q4_K (kQ5 false) or Q5_K: one row against one token.
+// The activations' 16 sums of a super-block (int32, each |s| <= 16 * 127) as int16, in order.
+MOE_ALWAYS_INLINE void bsums16(const int32_t* bs, __m128i* lo, __m128i* hi) {
+  *lo = _mm_packs_epi32(load128(bs), load128(bs + 4));
+  *hi = _mm_packs_epi32(load128(bs + 8), load128(bs + 12));
+}
+
+// Lane sums of a (8 x int32) and b (4 x int32): {sum a, sum b}.
+MOE_ALWAYS_INLINE void hsum_pair(__m256i a, __m128i b, int32_t* sa, int32_t* sb) {
+  const __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+  const __m128i h = _mm_hadd_epi32(_mm_hadd_epi32(a4, b), _mm_setzero_si128());
+  *sa = _mm_cvtsi128_si32(h);
+  *sb = _mm_extract_epi32(h, 1);
+}
+
+// Q4_K (kQ5 false) or Q5_K: super-block blk against its 256 activations x (scale xd, 16-element
+// sums bs), accumulated into acc.
 template <bool kQ5>
-float dot_k_asym(const uint8_t* w, const int8_t* xq, const float* xd, const int32_t* xaux, int64_t nsb) {
-  constexpr size_t kBytes = kQ5 ? 176 : 144;
+MOE_ALWAYS_INLINE float k_asym_block(const uint8_t* blk, const int8_t* x, float xd, const int32_t* bs, float acc) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  float acc = 0.0f;
-  for (int64_t i = 0; i < nsb; ++i) {
-    const uint8_t* blk = w + static_cast<size_t>(i) * kBytes;
-    uint8_t sc[8], m[8];
-    k4_scales(blk + 4, sc, m);
-    const uint8_t* qs = blk + (kQ5 ? 48 : 16);
-    const int8_t* x = xq + i * 256;
-    __m256i hbits = kQ5 ? load256(blk + 16) : _mm256_setzero_si256();
-    __m256i sumi = _mm256_setzero_si256();
-    MOE_UNROLL
-    for (int g = 0; g < 4; ++g) {
-      const __m256i bits = load256(qs + 32 * g);
-      __m256i lo = _mm256_and_si256(bits, m4);
-      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-      if constexpr (kQ5) {
-        const __m256i one = _mm256_set1_epi8(1);
-        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
-        hbits = _mm256_srli_epi16(hbits, 2);
-      }
-      const __m256i plo = _mm256_maddubs_epi16(lo, load256(x + 64 * g));
-      const __m256i phi = _mm256_maddubs_epi16(hi, load256(x + 64 * g + 32));
-      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * g])));
-      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * g + 1])));
+  // The 8 6-bit scales and mins (get_scale_min_k4) as bytes: utmp[0..1] scales, [2..3] mins.
+  uint32_t utmp[4];
+  __builtin_memcpy(utmp, blk + 4, 12);
+  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
+  utmp[3] = ((utmp[2] >> 4) & kMask2) | (((utmp[1] >> 6) & kMask3) << 4);
+  const uint32_t uaux = utmp[1] & kMask1;
+  utmp[1] = (utmp[2] & kMask2) | (((utmp[0] >> 6) & kMask3) << 4);
+  utmp[2] = uaux;
+  utmp[0] &= kMask1;
+  const __m128i sm = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int>(utmp[1]), static_cast<int>(utmp[0])));
+  const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int>(utmp[3]), static_cast<int>(utmp[2])));
+  const __m256i scales = _mm256_broadcastsi128_si256(sm);
+  const uint8_t* qs = blk + (kQ5 ? 48 : 16);
+  __m256i hbits = kQ5 ? load256(blk + 16) : _mm256_setzero_si256();
+  __m256i sumi = _mm256_setzero_si256();
+  MOE_UNROLL
+  for (int g = 0; g < 4; ++g) {
+    const __m256i bits = load256(qs + 32 * g);
+    __m256i lo = _mm256_and_si256(bits, m4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+    if constexpr (kQ5) {
+      const __m256i one = _mm256_set1_epi8(1);
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
+      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
+      hbits = _mm256_srli_epi16(hbits, 2);
     }
-    const int32_t* bs = xaux + i * 16;
-    int32_t summ = 0;
-    for (int j = 0; j < 8; ++j) summ += m[j] * (bs[2 * j] + bs[2 * j + 1]);
-    const float d = load_fp16(blk) * xd[i];
-    const float dmin = load_fp16(blk + 2) * xd[i];
-    acc = _mm_cvtss_f32(
-        _mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(hsum_i32(sumi))), _mm_set_ss(acc)));
-    acc =
-        _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(-dmin), _mm_set_ss(static_cast<float>(summ)), _mm_set_ss(acc)));
+    const __m256i plo = _mm256_maddubs_epi16(lo, load256(x + 64 * g));
+    const __m256i phi = _mm256_maddubs_epi16(hi, load256(x + 64 * g + 32));
+    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, bcast16(scales, 2 * g)));
+    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, bcast16(scales, 2 * g + 1)));
   }
-  return acc;
+  __m128i b_lo, b_hi;
+  bsums16(bs, &b_lo, &b_hi);
+  // Sub-block j's sum is bs[2j] + bs[2j + 1] (at most 32 * 127: fits int16).
+  const __m128i summ4 = _mm_madd_epi16(mins, _mm_hadd_epi16(b_lo, b_hi));
+  int32_t si, smin;
+  hsum_pair(sumi, summ4, &si, &smin);
+  const float d = load_fp16(blk) * xd;
+  const float dmin = load_fp16(blk + 2) * xd;
+  acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(si)), _mm_set_ss(acc)));
+  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(-dmin), _mm_set_ss(static_cast<float>(smin)), _mm_set_ss(acc)));
 }
 
-float dot_q6_k(const uint8_t* w, const int8_t* xq, const float* xd, const int32_t* xaux, int64_t nsb) {
-  constexpr size_t kBytes = 210;
+// Q6_K: super-block blk against its 256 activations, accumulated into acc.
+MOE_ALWAYS_INLINE float q6_k_block(const uint8_t* blk, const int8_t* x, float xd, const int32_t* bs, float acc) {
   const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-  // Broadcast masks: int16 lanes 0-7 take scale 2i, lanes 8-15 scale 2i + 1 (of a 16-bit table).
-  const __m256i pick[4] = {
-      _mm256_set_epi8(3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
-                      0, 1, 0),
-      _mm256_set_epi8(7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5,
-                      4, 5, 4),
-      _mm256_set_epi8(11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 9, 8, 9, 8, 9, 8, 9, 8,
-                      9, 8, 9, 8, 9, 8, 9, 8),
-      _mm256_set_epi8(15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 13, 12, 13, 12, 13, 12,
-                      13, 12, 13, 12, 13, 12, 13, 12, 13, 12),
+  const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+  // Byte masks taking int16 element 2k to every lane of the low 128 bits and 2k + 1 to the high.
+  auto pick_mask = [](int k) {
+    return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>((4 * k + 2) | ((4 * k + 3) << 8))),
+                            _mm_set1_epi16(static_cast<int16_t>((4 * k) | ((4 * k + 1) << 8))));
   };
-  float acc = 0.0f;
-  for (int64_t i = 0; i < nsb; ++i) {
-    const uint8_t* blk = w + static_cast<size_t>(i) * kBytes;
-    const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
-    const int8_t* x = xq + i * 256;
-    // int16 scales of each half, the same in both 128-bit lanes: [sc 8h .. 8h+7].
-    const __m128i sc16 = _mm_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
-    const __m128i sc16_hi = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8)));
-    __m256i sumi = _mm256_setzero_si256();
+  const __m256i pick[4] = {pick_mask(0), pick_mask(1), pick_mask(2), pick_mask(3)};
+  // int16 scales of each half, the same in both 128-bit lanes: [sc 8h .. 8h+7].
+  const __m128i sc16 = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)));
+  const __m128i sc16_hi = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8)));
+  __m256i sumi = _mm256_setzero_si256();
+  MOE_UNROLL
+  for (int h = 0; h < 2; ++h) {
+    const __m256i scales = _mm256_broadcastsi128_si256(h == 0 ? sc16 : sc16_hi);
+    const __m256i ql0 = load256(blk + 64 * h), ql1 = load256(blk + 64 * h + 32);
+    const __m256i qh = load256(blk + 128 + 32 * h);
+    // Bits 2k..2k+1 of qh moved to bits 4..5.
+    const __m256i q[4] = {
+        _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
+        _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)),
+    };
+    // 32 elements of q[k] use scale 8h + 2k (first 16, the low 128-bit lane) and 8h + 2k + 1.
     MOE_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      const __m256i scales = _mm256_broadcastsi128_si256(h == 0 ? sc16 : sc16_hi);
-      const __m256i ql0 = load256(blk + 64 * h), ql1 = load256(blk + 64 * h + 32);
-      const __m256i qh = load256(blk + 128 + 32 * h);
-      // Bits 2k..2k+1 of qh moved to bits 4..5.
-      const __m256i q[4] = {
-          _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
-          _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)),
-      };
-      MOE_UNROLL
-      for (int k = 0; k < 4; ++k) {
-        const __m256i p = _mm256_maddubs_epi16(q[k], load256(x + 128 * h + 32 * k));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, pick[k])));
-      }
+    for (int k = 0; k < 4; ++k) {
+      const __m256i p = _mm256_maddubs_epi16(q[k], load256(x + 128 * h + 32 * k));
+      const __m256i s = _mm256_shuffle_epi8(scales, pick[k]);
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
     }
-    // q was stored + 32: subtract 32 * sum_j sc[j] * (sum of x over sub-block j).
-    const int32_t* bs = xaux + i * 16;
-    const __m256i sc_lo = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)));
-    const __m256i sc_hi = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8)));
-    const __m256i corr =
-        _mm256_add_epi32(_mm256_mullo_epi32(sc_lo, load256(bs)), _mm256_mullo_epi32(sc_hi, load256(bs + 8)));
-    const int32_t total = hsum_i32(_mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5)));
-    const float d = load_fp16(blk + 208) * xd[i];
-    acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(total)), _mm_set_ss(acc)));
   }
-  return acc;
+  // q was stored + 32: subtract 32 * sum_j sc[j] * (sum of x over sub-block j).
+  __m128i b_lo, b_hi;
+  bsums16(bs, &b_lo, &b_hi);
+  const __m128i corr = _mm_add_epi32(_mm_madd_epi16(sc16, b_lo), _mm_madd_epi16(sc16_hi, b_hi));
+  int32_t si, c;
+  hsum_pair(sumi, corr, &si, &c);
+  const int32_t total = si - 32 * c;
+  const float d = load_fp16(blk + 208) * xd;
+  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(total)), _mm_set_ss(acc)));
 }
 
-template <int kKind>  // 0 Q4_K, 1 Q5_K, 2 Q6_K
-void qmatmul_k(const QMatmulArgs& a, int64_t r0, int64_t r1) {
+// Rows r, r + step, .., r + (R - 1) * step against token t.
+template <int kKind, int R>  // kKind: 0 Q4_K, 1 Q5_K, 2 Q6_K
+void k_rows(const QMatmulArgs& a, int64_t r, int64_t step, int64_t t) {
+  constexpr size_t kBytes = kKind == 0 ? 144 : kKind == 1 ? 176 : 210;
   const int64_t n_in = a.x.n_in, nsb = n_in / 256;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* w = a.w + static_cast<size_t>(r) * a.row_stride;
-    for (int64_t t = 0; t < a.x.n_tokens; ++t) {
-      const int8_t* xq = a.x.qs + t * n_in;
-      const float* xd = a.x.d + t * nsb;
-      const int32_t* xa = a.x.aux + t * (n_in / 16);
-      float v;
+  const int8_t* xq = a.x.qs + t * n_in;
+  const float* xd = a.x.d + t * nsb;
+  const int32_t* xa = a.x.aux + t * (n_in / 16);
+  const uint8_t* w[R];
+  float acc[R];
+  MOE_UNROLL
+  for (int i = 0; i < R; ++i) {
+    w[i] = a.w + static_cast<size_t>(r + i * step) * a.row_stride;
+    acc[i] = 0.0f;
+  }
+  for (int64_t s = 0; s < nsb; ++s) {
+    MOE_UNROLL
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* blk = w[i] + static_cast<size_t>(s) * kBytes;
       if constexpr (kKind == 2) {
-        v = dot_q6_k(w, xq, xd, xa, nsb);
+        acc[i] = q6_k_block(blk, xq + 256 * s, xd[s], xa + 16 * s, acc[i]);
       } else {
-        v = dot_k_asym<kKind == 1>(w, xq, xd, xa, nsb);
+        acc[i] = k_asym_block<kKind == 1>(blk, xq + 256 * s, xd[s], xa + 16 * s, acc[i]);
       }
-      a.y[t * a.n_out + r] = v;
     }
   }
+  MOE_UNROLL
+  for (int i = 0; i < R; ++i) a.y[t * a.n_out + r + i * step] = acc[i];
+}
+
+template <int kKind>
+void qmatmul_k(const QMatmulArgs& a, int64_t r0, int64_t r1) {
+  if (a.x.n_tokens == 1) {
+    const int64_t per = (r1 - r0) / kDecodeStreams;
+    for (int64_t k = 0; k < per; ++k) k_rows<kKind, kDecodeStreams>(a, r0 + k, per, 0);
+    for (int64_t r = r0 + kDecodeStreams * per; r < r1; ++r) k_rows<kKind, 1>(a, r, 1, 0);
+    return;
+  }
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t t = 0; t < a.x.n_tokens; ++t) k_rows<kKind, 1>(a, r, 1, t);
 }
 
 // Four outputs by 16 columns at a time: each row chunk is loaded once for the four.
