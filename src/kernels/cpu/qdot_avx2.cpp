@@ -360,10 +360,12 @@ MOE_ALWAYS_INLINE void hsum_pair(__m256i a, __m128i b, int32_t* sa, int32_t* sb)
   *sb = _mm_extract_epi32(h, 1);
 }
 
-// Q4_K (kQ5 false) or Q5_K: super-block blk against its 256 activations x (scale xd, 16-element
-// sums bs), accumulated into acc.
-template <bool kQ5>
-MOE_ALWAYS_INLINE float k_asym_block(const uint8_t* blk, const int8_t* x, float xd, const int32_t* bs, float acc) {
+// Q4_K (kQ5 false) or Q5_K: super-block blk against T tokens' 256 activations x[j] (scale
+// xd[j], 16-element sums bs[j]), accumulated into acc[j]. The weights are unpacked once for the
+// T tokens.
+template <bool kQ5, int T>
+MOE_ALWAYS_INLINE void k_asym_block(const uint8_t* blk, const int8_t* const (&x)[T], const float (&xd)[T],
+                                    const int32_t* const (&bs)[T], float (&acc)[T]) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   // The 8 6-bit scales and mins (get_scale_min_k4) as bytes: utmp[0..1] scales, [2..3] mins.
   uint32_t utmp[4];
@@ -379,7 +381,9 @@ MOE_ALWAYS_INLINE float k_asym_block(const uint8_t* blk, const int8_t* x, float 
   const __m256i scales = _mm256_broadcastsi128_si256(sm);
   const uint8_t* qs = blk + (kQ5 ? 48 : 16);
   __m256i hbits = kQ5 ? load256(blk + 16) : _mm256_setzero_si256();
-  __m256i sumi = _mm256_setzero_si256();
+  __m256i sumi[T];
+  MOE_UNROLL
+  for (int j = 0; j < T; ++j) sumi[j] = _mm256_setzero_si256();
   MOE_UNROLL
   for (int g = 0; g < 4; ++g) {
     const __m256i bits = load256(qs + 32 * g);
@@ -391,25 +395,34 @@ MOE_ALWAYS_INLINE float k_asym_block(const uint8_t* blk, const int8_t* x, float 
       hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
       hbits = _mm256_srli_epi16(hbits, 2);
     }
-    const __m256i plo = _mm256_maddubs_epi16(lo, load256(x + 64 * g));
-    const __m256i phi = _mm256_maddubs_epi16(hi, load256(x + 64 * g + 32));
-    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, bcast16(scales, 2 * g)));
-    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, bcast16(scales, 2 * g + 1)));
+    const __m256i s_lo = bcast16(scales, 2 * g), s_hi = bcast16(scales, 2 * g + 1);
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) {
+      const __m256i plo = _mm256_maddubs_epi16(lo, load256(x[j] + 64 * g));
+      const __m256i phi = _mm256_maddubs_epi16(hi, load256(x[j] + 64 * g + 32));
+      sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(_mm256_madd_epi16(plo, s_lo), _mm256_madd_epi16(phi, s_hi)));
+      if constexpr (T > 1) keep_in_register(sumi[j]);
+    }
   }
-  __m128i b_lo, b_hi;
-  bsums16(bs, &b_lo, &b_hi);
-  // Sub-block j's sum is bs[2j] + bs[2j + 1] (at most 32 * 127: fits int16).
-  const __m128i summ4 = _mm_madd_epi16(mins, _mm_hadd_epi16(b_lo, b_hi));
-  int32_t si, smin;
-  hsum_pair(sumi, summ4, &si, &smin);
-  const float d = load_fp16(blk) * xd;
-  const float dmin = load_fp16(blk + 2) * xd;
-  acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(si)), _mm_set_ss(acc)));
-  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(-dmin), _mm_set_ss(static_cast<float>(smin)), _mm_set_ss(acc)));
+  const float dw = load_fp16(blk), dminw = load_fp16(blk + 2);
+  MOE_UNROLL
+  for (int j = 0; j < T; ++j) {
+    __m128i b_lo, b_hi;
+    bsums16(bs[j], &b_lo, &b_hi);
+    // Sub-block k's sum is bs[2k] + bs[2k + 1] (at most 32 * 127: fits int16).
+    const __m128i summ4 = _mm_madd_epi16(mins, _mm_hadd_epi16(b_lo, b_hi));
+    int32_t si, smin;
+    hsum_pair(sumi[j], summ4, &si, &smin);
+    const float d = dw * xd[j], dmin = dminw * xd[j];
+    float v = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(si)), _mm_set_ss(acc[j])));
+    acc[j] = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(-dmin), _mm_set_ss(static_cast<float>(smin)), _mm_set_ss(v)));
+  }
 }
 
-// Q6_K: super-block blk against its 256 activations, accumulated into acc.
-MOE_ALWAYS_INLINE float q6_k_block(const uint8_t* blk, const int8_t* x, float xd, const int32_t* bs, float acc) {
+// Q6_K: super-block blk against T tokens' activations, accumulated into acc[j].
+template <int T>
+MOE_ALWAYS_INLINE void q6_k_block(const uint8_t* blk, const int8_t* const (&x)[T], const float (&xd)[T],
+                                  const int32_t* const (&bs)[T], float (&acc)[T]) {
   const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
   const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
   // Byte masks taking int16 element 2k to every lane of the low 128 bits and 2k + 1 to the high.
@@ -417,11 +430,12 @@ MOE_ALWAYS_INLINE float q6_k_block(const uint8_t* blk, const int8_t* x, float xd
     return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>((4 * k + 2) | ((4 * k + 3) << 8))),
                             _mm_set1_epi16(static_cast<int16_t>((4 * k) | ((4 * k + 1) << 8))));
   };
-  const __m256i pick[4] = {pick_mask(0), pick_mask(1), pick_mask(2), pick_mask(3)};
   // int16 scales of each half, the same in both 128-bit lanes: [sc 8h .. 8h+7].
   const __m128i sc16 = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)));
   const __m128i sc16_hi = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8)));
-  __m256i sumi = _mm256_setzero_si256();
+  __m256i sumi[T];
+  MOE_UNROLL
+  for (int j = 0; j < T; ++j) sumi[j] = _mm256_setzero_si256();
   MOE_UNROLL
   for (int h = 0; h < 2; ++h) {
     const __m256i scales = _mm256_broadcastsi128_si256(h == 0 ? sc16 : sc16_hi);
@@ -438,62 +452,88 @@ MOE_ALWAYS_INLINE float q6_k_block(const uint8_t* blk, const int8_t* x, float xd
     // 32 elements of q[k] use scale 8h + 2k (first 16, the low 128-bit lane) and 8h + 2k + 1.
     MOE_UNROLL
     for (int k = 0; k < 4; ++k) {
-      const __m256i p = _mm256_maddubs_epi16(q[k], load256(x + 128 * h + 32 * k));
-      const __m256i s = _mm256_shuffle_epi8(scales, pick[k]);
-      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+      const __m256i s = _mm256_shuffle_epi8(scales, pick_mask(k));
+      MOE_UNROLL
+      for (int j = 0; j < T; ++j) {
+        const __m256i p = _mm256_maddubs_epi16(q[k], load256(x[j] + 128 * h + 32 * k));
+        sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(p, s));
+        if constexpr (T > 1) keep_in_register(sumi[j]);
+      }
     }
   }
-  // q was stored + 32: subtract 32 * sum_j sc[j] * (sum of x over sub-block j).
-  __m128i b_lo, b_hi;
-  bsums16(bs, &b_lo, &b_hi);
-  const __m128i corr = _mm_add_epi32(_mm_madd_epi16(sc16, b_lo), _mm_madd_epi16(sc16_hi, b_hi));
-  int32_t si, c;
-  hsum_pair(sumi, corr, &si, &c);
-  const int32_t total = si - 32 * c;
-  const float d = load_fp16(blk + 208) * xd;
-  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(total)), _mm_set_ss(acc)));
+  const float dw = load_fp16(blk + 208);
+  MOE_UNROLL
+  for (int j = 0; j < T; ++j) {
+    // q was stored + 32: subtract 32 * sum_k sc[k] * (sum of x over sub-block k).
+    __m128i b_lo, b_hi;
+    bsums16(bs[j], &b_lo, &b_hi);
+    const __m128i corr = _mm_add_epi32(_mm_madd_epi16(sc16, b_lo), _mm_madd_epi16(sc16_hi, b_hi));
+    int32_t si, c;
+    hsum_pair(sumi[j], corr, &si, &c);
+    const float d = dw * xd[j];
+    acc[j] = _mm_cvtss_f32(
+        _mm_fmadd_ss(_mm_set_ss(d), _mm_set_ss(static_cast<float>(si - 32 * c)), _mm_set_ss(acc[j])));
+  }
 }
 
-// Rows r, r + step, .., r + (R - 1) * step against token t.
-template <int kKind, int R>  // kKind: 0 Q4_K, 1 Q5_K, 2 Q6_K
-void k_rows(const QMatmulArgs& a, int64_t r, int64_t step, int64_t t) {
+// Rows r, r + step, .., r + (R - 1) * step against tokens [t0, t0 + T).
+template <int kKind, int R, int T>  // kKind: 0 Q4_K, 1 Q5_K, 2 Q6_K
+void k_tile(const QMatmulArgs& a, int64_t r, int64_t step, int64_t t0) {
   constexpr size_t kBytes = kKind == 0 ? 144 : kKind == 1 ? 176 : 210;
   const int64_t n_in = a.x.n_in, nsb = n_in / 256;
-  const int8_t* xq = a.x.qs + t * n_in;
-  const float* xd = a.x.d + t * nsb;
-  const int32_t* xa = a.x.aux + t * (n_in / 16);
   const uint8_t* w[R];
-  float acc[R];
+  float acc[R][T];
   MOE_UNROLL
   for (int i = 0; i < R; ++i) {
     w[i] = a.w + static_cast<size_t>(r + i * step) * a.row_stride;
-    acc[i] = 0.0f;
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) acc[i][j] = 0.0f;
   }
   for (int64_t s = 0; s < nsb; ++s) {
+    const int8_t* x[T];
+    float xd[T];
+    const int32_t* bs[T];
+    MOE_UNROLL
+    for (int j = 0; j < T; ++j) {
+      x[j] = a.x.qs + (t0 + j) * n_in + 256 * s;
+      xd[j] = a.x.d[(t0 + j) * nsb + s];
+      bs[j] = a.x.aux + (t0 + j) * (n_in / 16) + 16 * s;
+    }
     MOE_UNROLL
     for (int i = 0; i < R; ++i) {
       const uint8_t* blk = w[i] + static_cast<size_t>(s) * kBytes;
       if constexpr (kKind == 2) {
-        acc[i] = q6_k_block(blk, xq + 256 * s, xd[s], xa + 16 * s, acc[i]);
+        q6_k_block<T>(blk, x, xd, bs, acc[i]);
       } else {
-        acc[i] = k_asym_block<kKind == 1>(blk, xq + 256 * s, xd[s], xa + 16 * s, acc[i]);
+        k_asym_block<kKind == 1, T>(blk, x, xd, bs, acc[i]);
       }
     }
   }
   MOE_UNROLL
-  for (int i = 0; i < R; ++i) a.y[t * a.n_out + r + i * step] = acc[i];
+  for (int i = 0; i < R; ++i) MOE_UNROLL
+  for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r + i * step] = acc[i][j];
 }
 
+// Decode: 4 rows side by side. Batches: rows in blocks of 16 under tiles of 4 tokens, as for the
+// grouped Q8_0/Q4_0 rows.
 template <int kKind>
 void qmatmul_k(const QMatmulArgs& a, int64_t r0, int64_t r1) {
-  if (a.x.n_tokens == 1) {
+  const int64_t nt = a.x.n_tokens;
+  if (nt == 1) {
     const int64_t per = (r1 - r0) / kDecodeStreams;
-    for (int64_t k = 0; k < per; ++k) k_rows<kKind, kDecodeStreams>(a, r0 + k, per, 0);
-    for (int64_t r = r0 + kDecodeStreams * per; r < r1; ++r) k_rows<kKind, 1>(a, r, 1, 0);
+    for (int64_t k = 0; k < per; ++k) k_tile<kKind, kDecodeStreams, 1>(a, r0 + k, per, 0);
+    for (int64_t r = r0 + kDecodeStreams * per; r < r1; ++r) k_tile<kKind, 1, 1>(a, r, 1, 0);
     return;
   }
-  for (int64_t r = r0; r < r1; ++r)
-    for (int64_t t = 0; t < a.x.n_tokens; ++t) k_rows<kKind, 1>(a, r, 1, t);
+  constexpr int64_t kRowBlock = 16;
+  for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
+    const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
+    int64_t t0 = 0;
+    for (; t0 + 4 <= nt; t0 += 4)
+      for (int64_t r = rb; r < re; ++r) k_tile<kKind, 1, 4>(a, r, 1, t0);
+    for (; t0 < nt; ++t0)
+      for (int64_t r = rb; r < re; ++r) k_tile<kKind, 1, 1>(a, r, 1, t0);
+  }
 }
 
 // Four outputs by 16 columns at a time: each row chunk is loaded once for the four.
