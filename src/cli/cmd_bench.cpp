@@ -142,7 +142,8 @@ double measure_membw(ThreadPool& pool, int64_t mib, int passes = 5) {
     pool.run(
         n,
         [&](int ti, int64_t b, int64_t e) {
-          partial[static_cast<size_t>(ti)] += streams ? sum_words_streams(data + b, e - b) : sum_words(data + b, e - b);
+          partial[static_cast<size_t>(ti)] +=
+              streams ? sum_words_streams(data + b, e - b) : sum_words(data + b, e - b);
         },
         kGrain);
     const double s = seconds_since(t0);
@@ -206,8 +207,9 @@ void run_membw(const BenchArgs& a) {
     j["buffer_mib"] = mib;
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("memory read bandwidth: %.1f GB/s (%d threads, %lld MiB buffer, best of 5 passes, 1 or 4 streams)\n", gbs,
-                pool.size(), static_cast<long long>(mib));
+    std::printf(
+        "memory read bandwidth: %.1f GB/s (%d threads, %lld MiB buffer, best of 5 passes, 1 or 4 streams)\n",
+        gbs, pool.size(), static_cast<long long>(mib));
   }
 }
 

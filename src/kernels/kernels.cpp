@@ -86,11 +86,12 @@ cpu::MatmulRowsFn matmul_fn(const cpu::IsaKernels& k, DType t) {
 cpu::QMatmulRowsFn qmatmul_fn(DType t) {
   if (active_isa() == Isa::kScalar) return nullptr;
   const cpu::QIsaKernels& k = cpu::kAvx2QKernels;
+  const bool vnni = active_isa() == Isa::kAvx512;
   switch (t) {
     case DType::Q8_0:
-      return k.q8_0;
+      return vnni ? cpu::kAvx512QKernels.q8_0 : k.q8_0;
     case DType::Q4_0:
-      return k.q4_0;
+      return vnni ? cpu::kAvx512QKernels.q4_0 : k.q4_0;
     case DType::Q4_K:
       return k.q4_k;
     case DType::Q5_K:

@@ -37,9 +37,9 @@ class Activations {
   int64_t n_in() const { return n_in_; }
   // The input quantized as act (DType::Q8_0 or DType::Q8_K).
   struct Quantized {
-    std::vector<int8_t> qs;    // [n_tokens, n_in]
-    std::vector<float> d;      // [n_tokens, n_in / block]
-    std::vector<int32_t> aux;  // see kernels/ref/quant_dot.h
+    std::vector<int8_t> qs;          // [n_tokens, n_in]
+    std::vector<float> d;            // [n_tokens, n_in / block]
+    std::vector<int32_t> aux;        // see kernels/ref/quant_dot.h
     std::vector<int8_t> qs_grouped;  // Q8_0: [n_tokens, ref::grouped_act_row(n_in)]
   };
   const Quantized& quantized(DType act) const;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/isa_restorer_test.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/ref_kernels.h"
@@ -132,6 +133,43 @@ TEST(QuantDot, Q4_0EveryIsaAndLayoutEqualsReference) {
 TEST(QuantDot, Q4_KEveryIsaEqualsReference) { check_type(DType::Q4_K, {256, 512, 2304}); }
 TEST(QuantDot, Q5_KEveryIsaEqualsReference) { check_type(DType::Q5_K, {256, 512, 2304}); }
 TEST(QuantDot, Q6_KEveryIsaEqualsReference) { check_type(DType::Q6_K, {256, 512, 2304}); }
+
+// The AVX-512 VNNI kernels' logic (qdot_avx512.cpp: vpdpbusd steps over grouped rows), run with
+// vpdpbusd emulated in AVX2, so that it is tested on CPUs without VNNI too. Weights include Q8_0
+// quants of -128 (not made by the quantizer, but valid in a file), the widest product.
+TEST(QuantDot, VnniKernelLogicEqualsReference) {
+  if (static_cast<int>(detected_isa()) < static_cast<int>(Isa::kAvx2)) GTEST_SKIP() << "needs AVX2";
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    for (int64_t n_in : {32, 96, 128, 160, 224, 256, 288, 704, 1056}) {
+      for (int64_t n_out : {1, 3, 21}) {
+        QWeights w = make(t, n_in, n_out, static_cast<uint32_t>(n_in + 7 * n_out));
+        const size_t rb = row_bytes(t, n_in);
+        if (t == DType::Q8_0)
+          for (int64_t r = 0; r < n_out; r += 2) w.bytes[r * rb + 2 + static_cast<size_t>(r % 32)] = 0x80;
+        ref::group_rows(t, w.bytes.data(), rb, n_out, n_in, w.grouped.data());
+        for (int64_t n_tokens : {1, 2, 3, 5, 8}) {
+          std::mt19937 rng(static_cast<uint32_t>(3 * n_tokens + n_in));
+          std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+          std::vector<float> x(static_cast<size_t>(n_tokens * n_in));
+          for (float& v : x) v = u(rng);
+          std::vector<int8_t> qs(x.size()), qg(static_cast<size_t>(n_tokens * ref::grouped_act_row(n_in)));
+          std::vector<float> d(static_cast<size_t>(n_tokens * n_in / 32));
+          std::vector<int32_t> aux(d.size());
+          ref::quantize_acts(DType::Q8_0, x.data(), n_tokens, n_in, qs.data(), d.data(), aux.data());
+          ref::interleave_acts(qs.data(), n_tokens, n_in, qg.data());
+          std::vector<float> want(static_cast<size_t>(n_tokens * n_out)), got(want.size(), NAN);
+          const ref::QuantizedActsView xv{qs.data(), d.data(), aux.data(), n_in, n_tokens, qg.data()};
+          ref::qmatmul_rows(t, ref::QMatmulArgs{w.bytes.data(), rb, false, xv, want.data(), n_out}, 0, n_out);
+          const cpu::QIsaKernels& k = cpu::kEmulatedVnniQKernels;
+          (t == DType::Q8_0 ? k.q8_0 : k.q4_0)(
+              ref::QMatmulArgs{w.grouped.data(), rb, true, xv, got.data(), n_out}, 0, n_out);
+          ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+              << dtype_name(t) << " n_in " << n_in << " n_out " << n_out << " n_tokens " << n_tokens;
+        }
+      }
+    }
+  }
+}
 
 // Activation quantization is ggml's: Q8_0 blocks byte-identical to quantize_row(Q8_0), and Q8_K
 // values within half a step of x.

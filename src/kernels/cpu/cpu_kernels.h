@@ -62,8 +62,13 @@ struct QIsaKernels {
   QMatmulRowsFn q5_k;
   QMatmulRowsFn q6_k;
 };
-// AVX2 + FMA + F16C (qdot_avx2.cpp); the AVX-512 path uses it too (same results by contract).
+// AVX2 + FMA + F16C (qdot_avx2.cpp).
 extern const QIsaKernels kAvx2QKernels;
+// AVX-512 VNNI (qdot_avx512.cpp): Q8_0 and Q4_0 only; null entries use kAvx2QKernels.
+extern const QIsaKernels kAvx512QKernels;
+// qdot_avx512.cpp's kernels with vpdpbusd emulated in AVX2 (tests only; Q8_0, Q4_0 on grouped
+// rows with grouped activations).
+extern const QIsaKernels kEmulatedVnniQKernels;
 
 // out[h][d] = sum over j < n_rows of p[h * p_stride + j] * rows[j * row_stride + d], for h < n_out,
 // d < n (attention's weighted sum of value rows). Each element sums j in order.
