@@ -111,13 +111,7 @@ float gguf_dot(const QMatmulArgs& a, int64_t r, int64_t t) {
     acc = _mm256_fmadd_ps(_mm256_mul_ps(gguf_scales<kQ4>(w, g, kb), dx), _mm256_cvtepi32_ps(sums), acc);
   };
   for (int64_t g = 0; g < full; ++g) {
-    const char* p =
-        reinterpret_cast<const char*>(w) + (g * 8 + kPrefetchBlocks) * (kQ4 ? kQ4Bytes : kQ8Bytes);
-    _mm_prefetch(p, _MM_HINT_T0);
-    _mm_prefetch(p + 64, _MM_HINT_T0);
-    if constexpr (!kQ4)
-      _mm_prefetch(p + 128, _MM_HINT_T0), _mm_prefetch(p + 192, _MM_HINT_T0),
-          _mm_prefetch(p + 256, _MM_HINT_T0);
+    prefetch_group<kQ4>(w, g);
     group.template operator()<true>(g, 8);
   }
   if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) group.template operator()<false>(full, kb);

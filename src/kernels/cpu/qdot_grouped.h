@@ -64,6 +64,19 @@ MOE_ALWAYS_INLINE __m256i tail_lanes(int kb) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(kb), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// Group g + kPrefetchBlocks / 8 of a row (either layout) into L1: streams from DRAM run at a
+// fraction of the bandwidth on the hardware prefetcher alone.
+template <bool kQ4>
+MOE_ALWAYS_INLINE void prefetch_group(const uint8_t* row, int64_t g) {
+  const char* p =
+      reinterpret_cast<const char*>(row) + (g * 8 + kPrefetchBlocks) * (kQ4 ? kQ4Bytes : kQ8Bytes);
+  _mm_prefetch(p, _MM_HINT_T0);
+  _mm_prefetch(p + 64, _MM_HINT_T0);
+  if constexpr (!kQ4)
+    _mm_prefetch(p + 128, _MM_HINT_T0), _mm_prefetch(p + 192, _MM_HINT_T0),
+        _mm_prefetch(p + 256, _MM_HINT_T0);
+}
+
 // ---- grouped rows
 
 // Without this, GCC reassociates a group's integer sums into a tree over all its products and
@@ -172,16 +185,8 @@ void grouped_tile(const QMatmulArgs& a, int64_t r, int64_t t0, int64_t step = 1)
   };
   const int64_t full = nb / 8;
   for (int64_t g = 0; g < full; ++g) {
-    // Streams from DRAM run at a fraction of the bandwidth on the hardware prefetcher alone.
     MOE_UNROLL
-    for (int i = 0; i < R; ++i) {
-      const char* p = reinterpret_cast<const char*>(w[i]) + (g * 8 + kPrefetchBlocks) * kBytes;
-      _mm_prefetch(p, _MM_HINT_T0);
-      _mm_prefetch(p + 64, _MM_HINT_T0);
-      if constexpr (!kQ4)
-        _mm_prefetch(p + 128, _MM_HINT_T0), _mm_prefetch(p + 192, _MM_HINT_T0),
-            _mm_prefetch(p + 256, _MM_HINT_T0);
-    }
+    for (int i = 0; i < R; ++i) prefetch_group<kQ4>(w[i], g);
     group.template operator()<true>(g, 8);
   }
   if (const int kb = static_cast<int>(nb - 8 * full); kb > 0) group.template operator()<false>(full, kb);
