@@ -316,26 +316,11 @@ void k_tile(const QMatmulArgs& a, int64_t r, int64_t step, int64_t t0) {
   for (int j = 0; j < T; ++j) a.y[(t0 + j) * a.n_out + r + i * step] = acc[i][j];
 }
 
-// Decode: 4 rows side by side. Batches: rows in blocks of 16 under tiles of 4 tokens, as for the
-// grouped Q8_0/Q4_0 rows.
 template <int kKind>
 void qmatmul_k(const QMatmulArgs& a, int64_t r0, int64_t r1) {
-  const int64_t nt = a.x.n_tokens;
-  if (nt == 1) {
-    const int64_t per = (r1 - r0) / kDecodeStreams;
-    for (int64_t k = 0; k < per; ++k) k_tile<kKind, kDecodeStreams, 1>(a, r0 + k, per, 0);
-    for (int64_t r = r0 + kDecodeStreams * per; r < r1; ++r) k_tile<kKind, 1, 1>(a, r, 1, 0);
-    return;
-  }
-  constexpr int64_t kRowBlock = 16;
-  for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
-    const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
-    int64_t t0 = 0;
-    for (; t0 + 4 <= nt; t0 += 4)
-      for (int64_t r = rb; r < re; ++r) k_tile<kKind, 1, 4>(a, r, 1, t0);
-    for (; t0 < nt; ++t0)
-      for (int64_t r = rb; r < re; ++r) k_tile<kKind, 1, 1>(a, r, 1, t0);
-  }
+  schedule_rows(r0, r1, a.x.n_tokens, [&a]<int R, int T>(int64_t r, int64_t step, int64_t t0) {
+    k_tile<kKind, R, T>(a, r, step, t0);
+  });
 }
 
 // Four outputs by 16 columns at a time: each row chunk is loaded once for the four.

@@ -198,19 +198,19 @@ void grouped_tile(const QMatmulArgs& a, int64_t r, int64_t t0, int64_t step = 1)
 // Decode (one token): the rows split into kDecodeStreams stretches read side by side, one row of
 // each at a time. One core pulls far more bandwidth from several distant sequential streams
 // than from one (measured here: 65536 x 1024 Q4_0, 1 stream 7.6 GB/s, 4 streams 15-19 GB/s);
-// the hardware prefetcher runs ahead on each. Batches: rows in blocks of 16 (in L1) under tiles
-// of 4 tokens, each row against the tile's 4 tokens.
+// the hardware prefetcher runs ahead on each.
 constexpr int kDecodeStreams = 4;
 
-template <class Dot, bool kQ4>
-void grouped_rows(const QMatmulArgs& a, int64_t r0, int64_t r1) {
-  const int64_t nt = a.x.n_tokens;
+// The loop order of the quantized kernels over rows [r0, r1) and nt tokens. tile.template
+// operator()<R, T>(r, step, t0) computes rows r, r + step, .., r + (R - 1) * step against tokens
+// [t0, t0 + T). Decode: kDecodeStreams stretches side by side. Batches: rows in blocks of 16 (in
+// L1) under tiles of 4 tokens, each row against the tile's tokens.
+template <class Tile>
+MOE_ALWAYS_INLINE void schedule_rows(int64_t r0, int64_t r1, int64_t nt, const Tile& tile) {
   if (nt == 1) {
     const int64_t per = (r1 - r0) / kDecodeStreams;
-    for (int64_t k = 0; k < per; ++k) grouped_tile<Dot, kQ4, kDecodeStreams, 1>(a, r0 + k, 0, per);
-    int64_t r = r0 + kDecodeStreams * per;
-    for (; r + 2 <= r1; r += 2) grouped_tile<Dot, kQ4, 2, 1>(a, r, 0);
-    for (; r < r1; ++r) grouped_tile<Dot, kQ4, 1, 1>(a, r, 0);
+    for (int64_t k = 0; k < per; ++k) tile.template operator()<kDecodeStreams, 1>(r0 + k, per, 0);
+    for (int64_t r = r0 + kDecodeStreams * per; r < r1; ++r) tile.template operator()<1, 1>(r, 1, 0);
     return;
   }
   constexpr int64_t kRowBlock = 16;
@@ -218,23 +218,30 @@ void grouped_rows(const QMatmulArgs& a, int64_t r0, int64_t r1) {
     const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
     int64_t t0 = 0;
     for (; t0 + 4 <= nt; t0 += 4)
-      for (int64_t r = rb; r < re; ++r) grouped_tile<Dot, kQ4, 1, 4>(a, r, t0);
+      for (int64_t r = rb; r < re; ++r) tile.template operator()<1, 4>(r, 1, t0);
     for (int64_t r = rb; r < re; ++r) {
       switch (nt - t0) {
         case 3:
-          grouped_tile<Dot, kQ4, 1, 3>(a, r, t0);
+          tile.template operator()<1, 3>(r, 1, t0);
           break;
         case 2:
-          grouped_tile<Dot, kQ4, 1, 2>(a, r, t0);
+          tile.template operator()<1, 2>(r, 1, t0);
           break;
         case 1:
-          grouped_tile<Dot, kQ4, 1, 1>(a, r, t0);
+          tile.template operator()<1, 1>(r, 1, t0);
           break;
         default:
           break;
       }
     }
   }
+}
+
+template <class Dot, bool kQ4>
+void grouped_rows(const QMatmulArgs& a, int64_t r0, int64_t r1) {
+  schedule_rows(r0, r1, a.x.n_tokens, [&a]<int R, int T>(int64_t r, int64_t step, int64_t t0) {
+    grouped_tile<Dot, kQ4, R, T>(a, r, t0, step);
+  });
 }
 
 }  // namespace
