@@ -1,7 +1,9 @@
 // AVX-512 kernels (F, BW, VL, DQ; the unit is also built with VNNI and BF16 enabled, so the
 // dispatcher requires those too). Only reached through kAvx512Kernels after the CPU check.
 // See cpu_kernels.h for why nothing here has external linkage except the table.
-// Quantized types go through the integer kernels (qdot_avx2.cpp) on this path too.
+// Quantized types go through the integer kernels: qdot_avx512.cpp (VNNI) for grouped Q8_0/Q4_0,
+// qdot_avx2.cpp for the rest. BF16 weights are widened to f32 exactly rather than multiplied
+// with vdpbf16ps, which would need the activations rounded to bf16 (not the reference's result).
 
 // GCC 12's AVX-512 intrinsic headers self-initialise placeholder vectors (`__m512 __Y = __Y;`),
 // which -Wall reports at every use once inlined (GCC bug 105593, fixed in later releases).
