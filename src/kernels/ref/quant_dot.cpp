@@ -220,10 +220,9 @@ void interleave_acts(const int8_t* qs, int64_t n_tokens, int64_t n_in, int8_t* o
     const int8_t* in = qs + t * n_in;
     int8_t* o = out + t * row;
     std::memset(o, 0, static_cast<size_t>(row));
-    for (int64_t i = 0; i < n_in; ++i) {
-      const int64_t b = i / 32, e = i % 32;
-      o[(b / 8) * 256 + (e / 4) * 32 + (b % 8) * 4 + e % 4] = in[i];
-    }
+    for (int64_t b = 0; b < n_in / 32; ++b)
+      for (int64_t s = 0; s < 8; ++s)
+        std::memcpy(o + (b / 8) * 256 + s * 32 + (b % 8) * 4, in + b * 32 + s * 4, 4);
   }
 }
 
