@@ -98,7 +98,7 @@ uint64_t sum_words(const uint64_t* p, int64_t n) {
 
 // The same sum with the range read as kMembwStreams stretches side by side, 512 bytes of each in
 // turn: a core reaches more bandwidth over several sequential streams than over one, and the
-// decode kernels read weights that way (kernels/cpu/qdot_avx2.cpp).
+// decode kernels read weights that way (kernels/cpu/qdot_grouped.h, kDecodeStreams).
 constexpr int64_t kMembwStreams = 4;
 uint64_t sum_words_streams(const uint64_t* p, int64_t n) {
   constexpr int64_t kChunk = 64;  // words

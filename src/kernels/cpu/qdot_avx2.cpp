@@ -13,6 +13,13 @@
 namespace moe::kernels::cpu {
 namespace {
 
+MOE_ALWAYS_INLINE float load_fp16(const uint8_t* p) {
+  uint16_t h;
+  __builtin_memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+MOE_ALWAYS_INLINE __m256i madd_ones(__m256i p16) { return _mm256_madd_epi16(p16, _mm256_set1_epi16(1)); }
+
 // Lane b of the result: the sum of the 8 lanes of v[b] (exact).
 MOE_ALWAYS_INLINE __m256i lane_sums8(const __m256i (&v)[8]) {
   const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);

@@ -25,23 +25,10 @@ namespace {
 
 using ref::QMatmulArgs;
 
-MOE_ALWAYS_INLINE float load_fp16(const uint8_t* p) {
-  uint16_t h;
-  __builtin_memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
 MOE_ALWAYS_INLINE __m256i load256(const void* p) {
   return _mm256_loadu_si256(static_cast<const __m256i*>(p));
 }
 MOE_ALWAYS_INLINE __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-
-// Sum of the 8 int32 lanes (exact).
-MOE_ALWAYS_INLINE int32_t hsum_i32(__m256i v) {
-  __m128i q = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  q = _mm_add_epi32(q, _mm_unpackhi_epi64(q, q));
-  q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 1));
-  return _mm_cvtsi128_si32(q);
-}
 
 // The reference's reduction of the 8 accumulators: [l] + [l + 4], then [l] + [l + 2], then
 // [0] + [1].
@@ -51,8 +38,6 @@ MOE_ALWAYS_INLINE float reduce8(__m256 acc) {
   q = _mm_add_ss(q, _mm_movehdup_ps(q));
   return _mm_cvtss_f32(q);
 }
-
-MOE_ALWAYS_INLINE __m256i madd_ones(__m256i p16) { return _mm256_madd_epi16(p16, _mm256_set1_epi16(1)); }
 
 constexpr size_t kQ8Bytes = 34, kQ4Bytes = 18;
 constexpr int64_t kPrefetchBlocks = 512;
